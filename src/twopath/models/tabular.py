@@ -229,9 +229,9 @@ class TorchTabularClassifier:
 
     def components(self, kind: str) -> list[Component]:
         if kind == "neuron":
-            return [Component("neuron", l, i) for l, w in enumerate(self.widths) for i in range(w)]
+            return [Component("neuron", layer, i) for layer, w in enumerate(self.widths) for i in range(w)]
         if kind == "layer":
-            return [Component("layer", l) for l in range(self.n_layers)]
+            return [Component("layer", layer) for layer in range(self.n_layers)]
         raise TwopathError(f"a tabular MLP has no {kind!r} components (use neuron or layer)")
 
     def describe(self) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class HFTextClassifier:
         self.layer_modules: list[nn.Module] = _find_layers(model)
         self.n_layers = len(self.layer_modules)
         self.n_heads = int(
-            getattr(config, "num_attention_heads", None) or getattr(config, "n_heads")
+            getattr(config, "num_attention_heads", None) or config.n_heads
         )
         self._attn_out = [_find_child(layer, _ATTN_OUT_NAMES, "attention", nn.Linear) for layer in self.layer_modules]
         self._mlp_act = [_find_child(layer, _MLP_ACT_NAMES, None, nn.Module) for layer in self.layer_modules]
@@ -261,9 +261,9 @@ class HFTextClassifier:
 
     def components(self, kind: str) -> list[Component]:
         if kind == "head":
-            return [Component("head", l, h) for l in range(self.n_layers) for h in range(self.n_heads)]
+            return [Component("head", layer, h) for layer in range(self.n_layers) for h in range(self.n_heads)]
         if kind == "layer":
-            return [Component("layer", l) for l in range(self.n_layers)]
+            return [Component("layer", layer) for layer in range(self.n_layers)]
         raise TwopathError(f"component kind {kind!r} is not enumerable on a text model without an input")
 
     def describe(self) -> dict[str, Any]:

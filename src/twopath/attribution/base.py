@@ -1,0 +1,65 @@
+"""The input-path contract: one class per method, settings in ``__init__``, one verb.
+
+``method.attribute(adapter, example, target=label) -> Attribution`` returns one signed score per
+unit (the sentence's words or the table's raw features) in the run's output space. Settings are
+stored, never computed, in ``__init__`` (scikit-learn style), so a method object is cheap to
+build and can be listed, compared and serialised.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from twopath.models.base import OUTPUT_SPACES, OutputSpace
+from twopath.registry import Registry
+from twopath.types import Attribution, Example, TwopathError
+
+ATTRIBUTION_METHODS = Registry("attribution")
+
+
+class AttributionMethod:
+    """Base class: subclasses implement :meth:`_scores` and are registered by name."""
+
+    name: ClassVar[str] = "base"
+    what_it_tells_you: ClassVar[str] = ""
+
+    def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0):
+        self.output = output
+        self.seed = seed
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def attribute(self, adapter: Any, example: Example, *, target: str) -> Attribution:
+        if self.output not in OUTPUT_SPACES:
+            raise TwopathError(f"unknown output space {self.output!r}; expected one of {list(OUTPUT_SPACES)}")
+        if adapter.modality not in ATTRIBUTION_METHODS.get(self.name).modalities:
+            raise TwopathError(f"{self.name} does not support {adapter.modality} models")
+        target_idx = adapter.label_index(target)
+        units = adapter.units(example)
+        start = time.perf_counter()
+        scores, base_value, meta = self._scores(adapter, example, target_idx)
+        scores = np.asarray(scores, dtype=float)
+        if scores.shape != (len(units),):
+            raise RuntimeError(f"{self.name} returned {scores.shape} scores for {len(units)} units")
+        meta = {
+            "output": self.output,
+            "settings": self.settings(),
+            "seconds": round(time.perf_counter() - start, 4),
+            **meta,
+        }
+        return Attribution(example.id, self.name, adapter.labels[target_idx], units, scores, base_value, meta)
+
+    def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+        raise NotImplementedError
+
+
+def evaluator_meta(evaluator: Any, requested_before: int, evaluated_before: int) -> dict[str, Any]:
+    """Cost of one method on the shared evaluator: rows it asked for and rows the model ran."""
+    return {
+        "n_evals": evaluator.n_requested - requested_before,
+        "n_model_rows": evaluator.n_evaluated - evaluated_before,
+    }

@@ -1,0 +1,128 @@
+"""Activation patching: swap one activation between two runs and see whether the answer follows.
+
+Take a *clean* input (the example) and a *corrupted* one that differs minimally (``good`` →
+``bad``; credit score 720 → 600) and gets a different answer. Run one input and overwrite a
+single site with its activation from the other run:
+
+* ``denoise`` (default for text) — run the corrupted input and patch in the clean activation.
+  If the output comes back, the site is *sufficient* to carry the difference;
+* ``noise`` (default for tables) — run the clean input and patch in the corrupted activation. If
+  the output breaks, the site is *necessary*.
+
+Effects are the normalized output of the patched run: 0 = the corrupted run, 1 = the clean run
+(Wang et al., 2022; Heimersheim & Nanda, 2024). Sites are residual positions ``Ll.resid@p``
+(layer × position) for text, and whole hidden layers ``Ll`` and single neurons ``LlNi`` for an
+MLP. For every layer twopath also reports whether the decision *flips*, and for an MLP the
+fewest of the layer's neurons (taken in order of their single-neuron effect) whose patch flips it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output, sweep
+from twopath.models.base import OutputSpace
+from twopath.models.interventions import Edit, capture, read, site_key
+from twopath.types import Component, Example, TwopathError
+
+DIRECTIONS = ("denoise", "noise", "auto")
+
+
+@MECHANISTIC_METHODS.register("activation_patching")
+class ActivationPatching(InterventionMethod):
+    """Patch activations between the example and a contrast input; where does the answer follow?"""
+
+    what_it_tells_you = "which sites carry the clean-vs-corrupted difference (causal)"
+
+    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto"):
+        super().__init__(output, batch_size)
+        self.direction = direction
+
+    def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
+        if corrupted is None:
+            raise TwopathError("activation patching needs a corrupted (contrast) example")
+        if self.direction not in DIRECTIONS:
+            raise TwopathError(f"unknown patching direction {self.direction!r}; expected one of {list(DIRECTIONS)}")
+        clean_in = adapter.forward_inputs(example)
+        corrupt_in = adapter.forward_inputs(corrupted)
+        for key in clean_in:
+            if clean_in[key].shape != corrupt_in[key].shape:
+                raise TwopathError(
+                    f"the corrupted input must have the same shape as the clean one "
+                    f"({tuple(corrupt_in[key].shape)} vs {tuple(clean_in[key].shape)}); for text, the same number of tokens"
+                )
+        direction = self.direction
+        if direction == "auto":
+            direction = "denoise" if adapter.modality == "text" else "noise"
+        clean, clean_p = run_output(adapter, clean_in, target, self.output)
+        corr, corr_p = run_output(adapter, corrupt_in, target, self.output)
+        if abs(clean - corr) < 1e-6:
+            raise TwopathError("the clean and corrupted inputs give the same output; nothing to patch")
+        source, base = (clean_in, corrupt_in) if direction == "denoise" else (corrupt_in, clean_in)
+        components = self._components(adapter, clean_in)
+        source_acts = self._source(adapter, source, components)
+        rows = [[Edit(0, c, v)] for c, v in zip(components, source_acts, strict=True)]
+        outputs, probs, decisions = sweep(adapter, base, rows, target, self.output, self.batch_size)
+        normalized = (outputs - corr) / (clean - corr)
+        base_decision = self._decision(adapter, base)
+        flips = decisions != base_decision
+        meta: dict[str, Any] = {
+            "direction": direction,
+            "corrupted_input": corrupted.raw if isinstance(corrupted.raw, str) else dict(corrupted.raw),
+            "clean_probability": clean_p,
+            "corrupted_probability": corr_p,
+            "probability": [float(p) for p in probs],
+            "flips": [str(c) for c, f in zip(components, flips, strict=True) if f],
+            "n_forward_rows": len(rows) + 2,
+        }
+        if adapter.modality == "text":
+            meta["tokens"] = list(adapter.encode(example.raw).tokens)
+            meta["corrupted_tokens"] = list(adapter.encode(corrupted.raw).tokens)
+        else:
+            meta["layers"] = self._layer_flips(adapter, base, components, source_acts, normalized, direction, base_decision)
+        return {"metric": "normalized_logit_diff" if self.output == "logit_diff" else "normalized_probability",
+                "components": components, "effects": normalized, "clean": clean, "corrupted": corr, "meta": meta}
+
+    def _components(self, adapter: Any, inputs: dict[str, torch.Tensor]) -> list[Component]:
+        if adapter.modality == "text":
+            n_pos = int(inputs["input_ids"].shape[1])
+            return [Component("resid", layer, position=p) for layer in range(adapter.n_layers) for p in range(n_pos)]
+        return adapter.components("layer") + adapter.components("neuron")
+
+    def _source(self, adapter: Any, inputs: dict[str, torch.Tensor], components: list[Component]) -> list[torch.Tensor]:
+        with torch.no_grad(), capture(adapter, components) as store:
+            adapter.run(inputs)
+        return [read(adapter, c, store[site_key(c)]) for c in components]
+
+    def _decision(self, adapter: Any, inputs: dict[str, torch.Tensor]) -> int:
+        with torch.no_grad():
+            return int(adapter.run(inputs).argmax(-1)[0])
+
+    def _layer_flips(self, adapter: Any, base: dict[str, torch.Tensor], components: list[Component], acts: list[torch.Tensor],
+                     normalized: np.ndarray, direction: str, base_decision: int) -> list[dict[str, Any]]:
+        """Per hidden layer: does patching it flip the decision, and with how few neurons?"""
+        by_label = {str(c): i for i, c in enumerate(components)}
+        summary = []
+        for layer in range(adapter.n_layers):
+            idx = [i for i, c in enumerate(components) if c.kind == "neuron" and c.layer == layer]
+            # neurons ordered by how far their single patch moves the output toward the source run
+            strength = normalized[idx] if direction == "denoise" else 1 - normalized[idx]
+            order = [idx[j] for j in np.argsort(-strength, kind="stable")]
+            rows = [[Edit(0, components[i], acts[i]) for i in order[:k]] for k in range(1, len(order) + 1)]
+            _, _, decisions = sweep(adapter, base, rows, 0, "logit_diff", self.batch_size)
+            flipped = decisions != base_decision
+            k_flip = int(np.argmax(flipped)) + 1 if flipped.any() else None
+            whole = by_label[f"L{layer}"]
+            summary.append({
+                "layer": layer, "width": len(idx),
+                "whole_layer_normalized": float(normalized[whole]),
+                "whole_layer_flips": bool(flipped[-1]),
+                "neurons_to_flip": k_flip,
+                "top_neurons": [str(components[i]) for i in order[: (k_flip or 3)]],
+            })
+        return summary
+
+

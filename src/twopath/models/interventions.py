@@ -1,0 +1,166 @@
+"""Interventions on model internals: read and overwrite activations at named sites.
+
+A *site* is where a component's activation lives:
+
+* ``head`` ``LlHh`` — slice ``h`` of the input of layer ``l``'s attention output projection
+  (the concatenated head outputs), edited with a forward *pre*-hook. This works for BERT,
+  RoBERTa and DistilBERT alike (DistilBERT has no ``head_mask``);
+* ``neuron`` ``LlNi`` — unit ``i`` of layer ``l``'s MLP activation (a transformer's
+  intermediate activation, or the ``l``-th ReLU of a tabular MLP);
+* ``resid`` ``Ll.resid@p`` — position ``p`` of the residual stream after layer ``l``;
+* ``layer`` ``Ll`` — the whole output of layer ``l``.
+
+:func:`intervene` applies a list of edits, each to one *row* of a batch, so a sweep over many
+components runs as a few batched forward passes. :func:`capture` records activations. Both are
+context managers built on :func:`twopath.models.hooks.hooked`: the hooks always come off.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from twopath.models.hooks import Hook, first_tensor, hooked, replace_first
+from twopath.types import Component, TwopathError
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Set ``component``'s activation in batch row ``row`` to ``value`` (``None`` = zero)."""
+
+    row: int
+    component: Component
+    value: torch.Tensor | None = None
+
+
+def site(adapter: Any, component: Component) -> tuple[torch.nn.Module, str]:
+    """The module holding a component's activation and whether it is read before (pre) or after it runs."""
+    kind = component.kind
+    if kind == "head":
+        if adapter.modality != "text":
+            raise TwopathError(f"{component}: attention heads exist only in text models")
+        return adapter.head_site(component.layer), "pre"
+    if kind == "neuron":
+        return adapter.neuron_site(component.layer), "forward"
+    if kind in ("resid", "layer"):
+        return adapter.resid_site(component.layer), "forward"
+    raise TwopathError(f"unknown component kind {kind!r}")
+
+
+def _slot(adapter: Any, component: Component, act: torch.Tensor, row: int) -> Any:
+    """An indexable view of ``act`` (batch-first) holding ``component`` in ``row``."""
+    kind = component.kind
+    if kind == "head":
+        if component.index is None or component.index >= adapter.n_heads:
+            raise TwopathError(f"{component}: the model has {adapter.n_heads} heads per layer")
+        b, t, _ = act.shape
+        return act.view(b, t, adapter.n_heads, -1)[row, :, component.index, :]
+    if kind == "neuron":
+        if component.index is None or component.index >= act.shape[-1]:
+            raise TwopathError(f"{component}: layer {component.layer} has {act.shape[-1]} neurons")
+        return act[row, ..., component.index]
+    if kind == "resid":
+        if component.position is None or component.position >= act.shape[1]:
+            raise TwopathError(f"{component}: the input has {act.shape[1]} positions")
+        return act[row, component.position]
+    return act[row]
+
+
+def read(adapter: Any, component: Component, act: torch.Tensor, row: int = 0) -> torch.Tensor:
+    """The activation of ``component`` in ``row`` of a captured site tensor."""
+    return _slot(adapter, component, act, row).detach().clone()
+
+
+def _editor(adapter: Any, edits: Sequence[Edit], kind: str) -> Any:
+    def apply(act: torch.Tensor) -> torch.Tensor:
+        act = act.clone()
+        for edit in edits:
+            slot = _slot(adapter, edit.component, act, edit.row)
+            if edit.value is None:
+                slot.zero_()
+            else:
+                slot.copy_(edit.value.to(act.dtype).expand_as(slot))
+        return act
+
+    if kind == "pre":
+        return lambda module, args: (apply(args[0]), *args[1:])
+    return lambda module, args, output: replace_first(output, apply(first_tensor(output)))
+
+
+@contextmanager
+def intervene(adapter: Any, edits: Sequence[Edit]) -> Iterator[None]:
+    """Apply ``edits`` during every forward pass inside the block."""
+    groups: dict[tuple[int, str], list[Edit]] = defaultdict(list)
+    modules: dict[tuple[int, str], torch.nn.Module] = {}
+    for edit in edits:
+        module, kind = site(adapter, edit.component)
+        groups[(id(module), kind)].append(edit)
+        modules[(id(module), kind)] = module
+    hooks = [Hook(modules[key], _editor(adapter, group, key[1]), key[1]) for key, group in groups.items()]  # type: ignore[arg-type]
+    with hooked(adapter.model, hooks):
+        yield
+
+
+@contextmanager
+def capture(adapter: Any, components: Sequence[Component]) -> Iterator[dict[tuple[int, str], torch.Tensor]]:
+    """Record the site tensors of ``components`` (keyed by (layer, kind)) during the block."""
+    store: dict[tuple[int, str], torch.Tensor] = {}
+    hooks = []
+    seen = set()
+    for component in components:
+        key = site_key(component)
+        if key in seen:
+            continue
+        seen.add(key)
+        module, kind = site(adapter, component)
+
+        def grab(*hook_args: Any, _key: tuple[int, str] = key, _kind: str = kind) -> None:
+            tensor = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
+            store[_key] = tensor.detach().clone()
+
+        hooks.append(Hook(module, grab, kind))  # type: ignore[arg-type]
+    with hooked(adapter.model, hooks):
+        yield store
+
+
+def site_key(component: Component) -> tuple[int, str]:
+    kind = "head" if component.kind == "head" else "neuron" if component.kind == "neuron" else "resid"
+    return (component.layer, kind)
+
+
+def repeat_inputs(inputs: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    return {k: v.expand(n, *v.shape[1:]).contiguous() for k, v in inputs.items()}
+
+
+def mean_activations(adapter: Any, components: Sequence[Component], reference: dict[str, torch.Tensor]) -> dict[tuple[int, str], torch.Tensor]:
+    """Mean site activation over a reference batch (over examples and, for text, real tokens).
+
+    Returned per site as a vector over the site's last dimension, ready to be sliced per head or
+    neuron and broadcast over positions.
+    """
+    with torch.no_grad(), capture(adapter, components) as store:
+        adapter.run(reference)
+    mask = reference.get("attention_mask")
+    means = {}
+    for key, act in store.items():
+        if act.dim() == 3 and mask is not None:
+            weights = mask[..., None].to(act.dtype)
+            means[key] = (act * weights).sum((0, 1)) / weights.sum((0, 1))
+        else:
+            means[key] = act.reshape(-1, act.shape[-1]).mean(0)
+    return means
+
+
+def mean_value(adapter: Any, component: Component, means: dict[tuple[int, str], torch.Tensor]) -> torch.Tensor:
+    """The mean activation of one component, shaped to broadcast into its slot."""
+    vector = means[site_key(component)]
+    if component.kind == "head":
+        return vector.view(adapter.n_heads, -1)[component.index]
+    if component.kind == "neuron":
+        return vector[component.index]
+    return vector
