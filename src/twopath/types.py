@@ -219,3 +219,39 @@ class Localization:
 
 class TwopathError(Exception):
     """A user-facing error: bad input, unknown label, missing model. One line, no traceback."""
+
+
+@dataclass
+class ExampleResult:
+    """Both paths on one example: what the reports and report.json are built from."""
+
+    example: Example
+    target: str
+    prediction: dict[str, Any]
+    attributions: list[Attribution]
+    localizations: list[Localization]
+    corrupted: Example | None = None
+    tables: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def attribution(self, method: str) -> Attribution:
+        for a in self.attributions:
+            if a.method == method:
+                return a
+        raise KeyError(method)
+
+    def localization(self, method: str) -> Localization:
+        for loc in self.localizations:
+            if loc.method == method:
+                return loc
+        raise KeyError(method)
+
+
+@dataclass
+class Report:
+    """A task's results: model facts, examples and the reproducibility record."""
+
+    task: str
+    model: dict[str, Any]
+    examples: list[ExampleResult]
+    reproducibility: dict[str, Any] = field(default_factory=dict)

@@ -24,30 +24,10 @@ import torch
 
 from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output, sweep
 from twopath.models.base import OutputSpace
-from twopath.models.interventions import Edit, capture, mean_activations, mean_value
+from twopath.models.interventions import ablate, capture
 from twopath.types import Component, Example, TwopathError
 
 MODES = ("zero", "mean")
-
-
-def reference_inputs(adapter: Any) -> dict[str, Any]:
-    """The adapter's background sample as one model-input batch (for mean ablation)."""
-    background = adapter.background
-    if background is None or len(background) == 0:
-        raise TwopathError("mean ablation needs a reference sample (adapter.background)")
-    if adapter.modality == "text":
-        return adapter.batch_encode(list(background))
-    return {"x": adapter.transform(background)}
-
-
-def ablation_edits(adapter: Any, components: list[Component], mode: str) -> list[Edit]:
-    """One edit per component setting it to zero or to its reference mean."""
-    if mode not in MODES:
-        raise TwopathError(f"unknown ablation mode {mode!r}; expected one of {list(MODES)}")
-    if mode == "zero":
-        return [Edit(0, c, None) for c in components]
-    means = mean_activations(adapter, components, reference_inputs(adapter))
-    return [Edit(0, c, mean_value(adapter, c, means)) for c in components]
 
 
 class _Ablation(InterventionMethod):
@@ -61,7 +41,9 @@ class _Ablation(InterventionMethod):
         inputs = adapter.forward_inputs(example)
         components = self.components(adapter, inputs)
         clean, clean_prob = run_output(adapter, inputs, target, self.output)
-        edits = ablation_edits(adapter, components, self.mode)
+        if self.mode not in MODES:
+            raise TwopathError(f"unknown ablation mode {self.mode!r}; expected one of {list(MODES)}")
+        edits = ablate(adapter, components, self.mode)
         outputs, probs, _ = sweep(adapter, inputs, [[e] for e in edits], target, self.output, self.batch_size)
         return {
             "metric": f"{self.output}_drop",

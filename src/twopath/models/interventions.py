@@ -164,3 +164,23 @@ def mean_value(adapter: Any, component: Component, means: dict[tuple[int, str], 
     if component.kind == "neuron":
         return vector[component.index]
     return vector
+
+
+def reference_inputs(adapter: Any) -> dict[str, torch.Tensor]:
+    """The adapter's background sample as one model-input batch (for mean ablation)."""
+    background = adapter.background
+    if background is None or len(background) == 0:
+        raise TwopathError("mean ablation needs a reference sample (adapter.background)")
+    if adapter.modality == "text":
+        return adapter.batch_encode(list(background))
+    return {"x": adapter.transform(background)}
+
+
+def ablate(adapter: Any, components: Sequence[Component], mode: str = "mean") -> list[Edit]:
+    """Edits (for batch row 0) that zero- or mean-ablate ``components`` together."""
+    if mode not in ("zero", "mean"):
+        raise TwopathError(f"unknown ablation mode {mode!r}; expected zero or mean")
+    if mode == "zero":
+        return [Edit(0, c, None) for c in components]
+    means = mean_activations(adapter, components, reference_inputs(adapter))
+    return [Edit(0, c, mean_value(adapter, c, means)) for c in components]

@@ -1,0 +1,58 @@
+"""The per-example side-by-side summary: one row per method, both paths.
+
+Columns: ``path`` (input / internal), ``method``, ``what_it_tells_you`` (what the method
+measures, from its class) and ``result_here`` (filled from this run: the top units with their
+signed scores, or the top components with their effects and what happened to the decision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twopath.types import Attribution, Localization
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def describe_attribution(attribution: Attribution, k: int = 3) -> str:
+    top = ", ".join(f"{unit} {_signed(score)}" for unit, score in attribution.top(k))
+    return f"top: {top} ({attribution.meta.get('output', 'logit_diff')})"
+
+
+def describe_localization(localization: Localization, k: int = 3) -> str:
+    meta = localization.meta
+    if localization.method == "activation_patching":
+        if "layers" in meta:  # MLP
+            parts = []
+            for layer in meta["layers"]:
+                n = layer["neurons_to_flip"]
+                parts.append(f"L{layer['layer']}: " + (f"{n}/{layer['width']} neurons flip it" if n else "no flip"))
+            return f"patching from the contrast input ({meta['direction']}): " + "; ".join(parts)
+        tokens = meta.get("tokens", [])
+        best = []
+        for label, effect in localization.top(k):
+            pos = int(label.split("@")[1])
+            token = tokens[pos] if pos < len(tokens) else "?"
+            best.append(f"{label} '{token}' {effect:.2f}")
+        return f"{meta['direction']} patching, share of clean logit diff restored: " + ", ".join(best)
+    probs = meta.get("probability")
+    clean_p = meta.get("clean_probability")
+    parts = []
+    for i in localization.ranking()[:k]:
+        text = f"{localization.components[i]} {_signed(float(localization.effects[i]))}"
+        if probs is not None and clean_p is not None:
+            text += f" (p {clean_p:.2f}→{probs[i]:.2f})"
+        parts.append(text)
+    return f"{meta.get('mode', '')} ablation, drop in {meta.get('output', 'logit_diff')}: " + ", ".join(parts)
+
+
+def side_by_side(attributions: Sequence[Attribution], localizations: Sequence[Localization],
+                 what: Mapping[str, str]) -> list[dict[str, Any]]:
+    rows = [{"path": "input", "method": a.method, "what_it_tells_you": what.get(a.method, ""),
+             "result_here": describe_attribution(a)} for a in attributions]
+    rows += [{"path": "internal", "method": loc.method, "what_it_tells_you": what.get(loc.method, ""),
+              "result_here": describe_localization(loc)} for loc in localizations]
+    return rows

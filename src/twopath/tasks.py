@@ -1,0 +1,124 @@
+"""The reference tasks: the seed sentence on MiniLM and the seed applicant on the loan MLP.
+
+Each task loads (or trains once) its reference model, sets the adapter's background sample
+(held-out sentences or training applicants, used by mean ablation, tabular SHAP, LIME and IG),
+runs :func:`twopath.pipeline.explain` on the seed example and returns a :class:`Report`.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from twopath import __version__
+from twopath.pipeline import Say, explain
+from twopath.types import Attribution, Example, Report, TwopathError
+
+TASKS = ("sentiment", "loan", "hmda")
+
+
+def _versions() -> dict[str, str]:
+    import captum
+    import lime
+    import shap
+    import sklearn
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "twopath": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "shap": shap.__version__, "captum": captum.__version__,
+            "lime": getattr(lime, "__version__", "0.2.0.1"), "scikit-learn": sklearn.__version__}
+
+
+def reproducibility(seed: int, manifest: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": seed, "versions": _versions(), "model_key": manifest.get("key"),
+            "data_hash": manifest.get("data_hash"), "command": " ".join(["twopath", *sys.argv[1:]])}
+
+
+def text_counterfactual(adapter: Any) -> Callable[[Example, Attribution], Example | None]:
+    """Swap the input path's top word for a learned opposite-polarity word of equal token length."""
+    from twopath.datasets.counterfactuals import swap_sentiment_word
+
+    def make(example: Example, attribution: Attribution) -> Example | None:
+        positive = [lab.lower() for lab in adapter.labels].index("positive") if "positive" in [lab.lower() for lab in adapter.labels] else None
+        if positive is None:
+            return None
+        toward_positive = adapter.label_index(example.target) == positive
+        sign = 1 if toward_positive else -1
+        prefer = [attribution.units[i] for i in sorted(range(len(attribution.units)), key=lambda i: -sign * attribution.scores[i])]
+        n_tokens = lambda word: len(adapter.tokenizer.tokenize(" " + word))  # noqa: E731
+        swap = swap_sentiment_word(str(example.raw), toward_positive, n_tokens, prefer=prefer)
+        if swap is None:
+            return None
+        text, old, new = swap
+        if adapter.encode(text).n_tokens != adapter.encode(str(example.raw)).n_tokens:
+            return None
+        return Example(f"{example.id}-corrupted", text, example.target)
+
+    return make
+
+
+def sentiment(seed: int = 0, say: Say = print, text: str | None = None) -> Report:
+    from twopath.datasets import sentiment as data
+    from twopath.models import zoo
+    from twopath.models.text import HFTextClassifier
+
+    path = zoo.sentiment_model(say=say)
+    manifest = zoo.read_manifest(path)
+    adapter = HFTextClassifier.from_pretrained(path, name="MiniLM-L6 fine-tuned on Rotten Tomatoes")
+    _, test = data.split(seed=0)
+    adapter.background = list(test["text"].sample(64, random_state=seed))
+    example = Example(data.SEED_EXAMPLE_ID, text or data.SEED_SENTENCE)
+    result = explain(adapter, example, corrupted=text_counterfactual(adapter), seed=seed, say=say)
+    model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "trained_from": manifest.get("base")}
+    return Report("sentiment", model, [result], reproducibility(seed, manifest))
+
+
+def loan(seed: int = 0, say: Say = print) -> Report:
+    from twopath.datasets import loan as data
+    from twopath.models import zoo
+    from twopath.models.tabular import TorchTabularClassifier
+
+    path = zoo.loan_model(say=say)
+    manifest = zoo.read_manifest(path)
+    adapter = TorchTabularClassifier.load(path)
+    adapter.name = "loan MLP (synthetic applicants)"
+    train, _ = data.split(seed=0)
+    adapter.background = train.sample(200, random_state=seed)[list(data.FEATURES)]
+    example = Example(data.SEED_EXAMPLE_ID, data.SEED_APPLICANT)
+    contrast = Example("loan-contrast", data.CONTRAST_APPLICANT)
+    result = explain(adapter, example, corrupted=contrast, seed=seed, say=say)
+    if result.prediction["label"] != "approved":
+        result.notes.append("the model does not approve the seed applicant")
+    model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}
+    return Report("loan", model, [result], reproducibility(seed, manifest))
+
+
+def hmda(seed: int = 0, say: Say = print) -> Report:
+    from twopath.datasets import loan as data
+    from twopath.models import zoo
+    from twopath.models.tabular import TorchTabularClassifier
+
+    path = zoo.hmda_model(say=say)
+    manifest = zoo.read_manifest(path)
+    adapter = TorchTabularClassifier.load(path)
+    adapter.name = "HMDA Boston MLP"
+    frame = data.load_hmda()
+    adapter.background = frame.sample(200, random_state=seed)[list(data.HMDA_FEATURES)]
+    approved = frame[frame["approve"] == 1].iloc[0]
+    denied = frame[frame["approve"] == 0].iloc[0]
+    example = Example("hmda-row-%d" % approved.name, {f: float(approved[f]) for f in data.HMDA_FEATURES})
+    contrast = Example("hmda-row-%d" % denied.name, {f: float(denied[f]) for f in data.HMDA_FEATURES})
+    result = explain(adapter, example, corrupted=contrast, seed=seed, say=say,
+                     settings={"shap": {"algorithm": "permutation", "max_evals": 2000}})
+    model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}
+    return Report("hmda", model, [result], reproducibility(seed, manifest))
+
+
+def run_task(name: str, seed: int = 0, say: Say = print) -> Report:
+    runners = {"sentiment": sentiment, "loan": loan, "hmda": hmda}
+    if name not in runners:
+        raise TwopathError(f"unknown task {name!r}; expected one of {list(TASKS)} or all")
+    return runners[name](seed=seed, say=say)
