@@ -109,8 +109,8 @@ def hmda(seed: int = 0, say: Say = print) -> Report:
     adapter.background = frame.sample(200, random_state=seed)[list(data.HMDA_FEATURES)]
     approved = frame[frame["approve"] == 1].iloc[0]
     denied = frame[frame["approve"] == 0].iloc[0]
-    example = Example("hmda-row-%d" % approved.name, {f: float(approved[f]) for f in data.HMDA_FEATURES})
-    contrast = Example("hmda-row-%d" % denied.name, {f: float(denied[f]) for f in data.HMDA_FEATURES})
+    example = Example(f"hmda-row-{approved.name}", {f: float(approved[f]) for f in data.HMDA_FEATURES})
+    contrast = Example(f"hmda-row-{denied.name}", {f: float(denied[f]) for f in data.HMDA_FEATURES})
     result = explain(adapter, example, corrupted=contrast, seed=seed, say=say,
                      settings={"shap": {"algorithm": "permutation", "max_evals": 2000}})
     model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}

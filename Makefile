@@ -1,0 +1,42 @@
+# twopath — make help lists the targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= reports
+SEED ?= 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help install demo test test-all lint bench clean
+
+help:  ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt "torch==2.13.0"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install twopath with its dev tools (CPU torch 2.13.0)
+
+demo: install  ## train or load the reference models and write both seed reports to $(OUT)/
+	$(VENV)/bin/twopath reproduce all --out $(OUT) --seed $(SEED)
+	@echo "open $(OUT)/sentiment/report.html and $(OUT)/loan/report.html"
+
+test: install  ## run the default test suite (slow tests excluded)
+	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests were collected"; exit 1; fi; exit $$rc
+
+test-all: install  ## run every test, slow ones included
+	@$(PY) -m pytest -m ""; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests were collected"; exit 1; fi; exit $$rc
+
+lint: install  ## ruff and mypy
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: install  ## print the speed benchmarks (ratios to one forward pass)
+	$(PY) benchmarks/attribution.py
+	$(PY) benchmarks/mechanistic.py
+
+clean:  ## remove the virtual environment and generated reports
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,144 @@
+"""``twopath`` command line: thin on purpose — it parses, calls the API and writes reports.
+
+Heavy libraries (torch, transformers, shap, lime, captum) are imported inside the commands, so
+``twopath --help`` stays instant. User errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Explain one model decision two ways: input attribution beside mechanistic localization.")
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _say(quiet: bool):  # type: ignore[no-untyped-def]
+    if quiet:
+        return lambda _msg: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda msg: console.print(f"[dim]·[/dim] {msg}")
+
+
+def _run(action):  # type: ignore[no-untyped-def]
+    """Run ``action`` turning twopath's user errors into one-line messages and exit code 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from twopath.types import TwopathError
+
+    try:
+        return action()
+    except TwopathError as err:
+        _fail(str(err))
+
+
+def _formats(value: str) -> list[str]:
+    from twopath.reports.writers import FORMATS
+
+    formats = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        _fail(f"unknown format(s) {bad or value!r}; choose from {','.join(FORMATS)}")
+    return formats
+
+
+@app.command()
+def reproduce(
+    task: Annotated[str, typer.Argument(help="sentiment, loan, hmda or all")],
+    out: Annotated[Path, typer.Option(help="output folder; one sub-folder per task")] = Path("reports"),
+    seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds")] = 0,
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json")] = "html,md,json",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress messages")] = False,
+) -> None:
+    """Reproduce a seed example (the sentiment sentence, the loan applicant) end to end."""
+    from_tasks = ("sentiment", "loan", "hmda")
+    if task != "all" and task not in from_tasks:
+        _fail(f"unknown task {task!r}; expected one of {', '.join(from_tasks)} or all")
+    chosen = ["sentiment", "loan"] if task == "all" else [task]
+    fmt = _formats(formats)
+    say = _say(quiet)
+
+    def action() -> None:
+        from twopath.reports import write_report
+        from twopath.tasks import run_task
+
+        for name in chosen:
+            report = run_task(name, seed=seed, say=say)
+            paths = write_report(report, out / name, fmt)
+            typer.echo(f"{name}: " + "  ".join(str(p) for p in paths.values()))
+
+    _run(action)
+
+
+@app.command()
+def explain(
+    model: Annotated[Path, typer.Option(help="local Hugging Face sequence-classification model directory")],
+    text: Annotated[str, typer.Option(help="the sentence to explain")],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/explain"),
+    target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label)")] = None,
+    corrupt: Annotated[str | None, typer.Option(help="contrast sentence of the same token length for patching")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json")] = "html,md,json",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Explain one sentence with any local Hugging Face sequence classifier."""
+    if not text.strip():
+        _fail("the text is empty")
+    fmt = _formats(formats)
+    say = _say(quiet)
+
+    def action() -> None:
+        from twopath.models.text import HFTextClassifier
+        from twopath.pipeline import explain as run_explain
+        from twopath.reports import write_report
+        from twopath.tasks import reproducibility, text_counterfactual
+        from twopath.types import Example, Report
+
+        adapter = HFTextClassifier.from_pretrained(model)
+        if target is not None:
+            adapter.label_index(target)
+        from twopath.datasets import sentiment
+
+        adapter.background = list(sentiment.split(seed=0)[1]["text"].sample(64, random_state=seed))
+        example = Example("input", text, target)
+        contrast = Example("contrast", corrupt, target) if corrupt else text_counterfactual(adapter)
+        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say)
+        report = Report("explain", {**adapter.describe(), "accuracy": None}, [result],
+                        reproducibility(seed, {"key": str(model)}))
+        paths = write_report(report, out, fmt)
+        typer.echo("  ".join(str(p) for p in paths.values()))
+
+    _run(action)
+
+
+@app.command()
+def methods() -> None:
+    """List the registered methods of both paths."""
+    from twopath.attribution import ATTRIBUTION_METHODS
+    from twopath.mechanistic import MECHANISTIC_METHODS
+
+    for title, registry in (("input path (attribution)", ATTRIBUTION_METHODS), ("internal path (mechanistic)", MECHANISTIC_METHODS)):
+        typer.echo(title)
+        for entry in registry:
+            typer.echo(f"  {entry.name:<22} [{', '.join(entry.modalities)}]  {entry.summary}")
+
+
+def main() -> None:
+    app(prog_name="twopath")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Shared, session-scoped fixtures. Everything runs offline on CPU."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.helpers import ARCHITECTURES, build_bpe_tokenizer, build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    from twopath.datasets import sentiment
+
+    return sentiment.load_corpus()
+
+
+@pytest.fixture(scope="session")
+def background_texts(corpus) -> list[str]:
+    from twopath.datasets import sentiment
+
+    _, test = sentiment.split()
+    return [t for t in test["text"] if len(t.split()) < 25][:6]
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer():
+    from transformers import AutoTokenizer
+
+    from twopath.models import zoo
+
+    return AutoTokenizer.from_pretrained(zoo.minilm_path())
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer(tmp_path_factory, corpus):
+    texts = list(corpus["text"].iloc[:200])
+    return build_bpe_tokenizer(tmp_path_factory.mktemp("bpe"), texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory, wordpiece_tokenizer, bpe_tokenizer) -> dict[str, Path]:
+    """Three randomly initialised tiny classifiers saved with their tokenizers."""
+    root = tmp_path_factory.mktemp("tiny")
+    dirs = {}
+    for arch in ARCHITECTURES:
+        tokenizer = bpe_tokenizer if arch == "roberta" else wordpiece_tokenizer
+        model = build_tiny_model(arch, tokenizer)
+        dirs[arch] = root / arch
+        model.save_pretrained(dirs[arch])
+        tokenizer.save_pretrained(dirs[arch])
+    return dirs
+
+
+@pytest.fixture(scope="session", params=ARCHITECTURES)
+def tiny_text(request, tiny_dirs, background_texts):
+    """Each tiny architecture loaded through ``HFTextClassifier.from_pretrained``."""
+    from twopath.models.text import HFTextClassifier
+
+    adapter = HFTextClassifier.from_pretrained(tiny_dirs[request.param])
+    adapter.background = list(background_texts)
+    return adapter
+
+
+@pytest.fixture(scope="session")
+def tiny_sentiment(background_texts):
+    """The trained 2-layer BERT reference model (cached in ~/.cache/twopath)."""
+    from twopath.models import zoo
+    from twopath.models.text import HFTextClassifier
+
+    adapter = HFTextClassifier.from_pretrained(zoo.tiny_sentiment_model())
+    adapter.background = list(background_texts)
+    return adapter
+
+
+@pytest.fixture(scope="session")
+def loan_dir() -> Path:
+    from twopath.models import zoo
+
+    return zoo.loan_model()
+
+
+@pytest.fixture(scope="session")
+def loan_background():
+    from twopath.datasets import loan
+
+    return loan.split()[0].sample(200, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def loan_adapter(loan_dir, loan_background):
+    """The synthetic-loan MLP with a 200-applicant background. Do not change its background."""
+    from twopath.models.tabular import TorchTabularClassifier
+
+    adapter = TorchTabularClassifier.load(loan_dir)
+    adapter.background = loan_background
+    return adapter
