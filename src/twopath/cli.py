@@ -7,7 +7,6 @@ Heavy libraries (torch, transformers, shap, lime, captum) are imported inside th
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -67,7 +66,7 @@ def reproduce(
     from_tasks = ("sentiment", "loan", "hmda")
     if task != "all" and task not in from_tasks:
         _fail(f"unknown task {task!r}; expected one of {', '.join(from_tasks)} or all")
-    chosen = ["sentiment", "loan"] if task == "all" else [task]
+    chosen = list(from_tasks) if task == "all" else [task]
     fmt = _formats(formats)
     say = _say(quiet)
 
@@ -141,4 +140,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

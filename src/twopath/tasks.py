@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from twopath import __version__
 from twopath.pipeline import Say, explain
 from twopath.types import Attribution, Example, Report, TwopathError
@@ -106,14 +108,24 @@ def hmda(seed: int = 0, say: Say = print) -> Report:
     adapter = TorchTabularClassifier.load(path)
     adapter.name = "HMDA Boston MLP"
     frame = data.load_hmda()
-    adapter.background = frame.sample(200, random_state=seed)[list(data.HMDA_FEATURES)]
-    approved = frame[frame["approve"] == 1].iloc[0]
-    denied = frame[frame["approve"] == 0].iloc[0]
-    example = Example(f"hmda-row-{approved.name}", {f: float(approved[f]) for f in data.HMDA_FEATURES})
-    contrast = Example(f"hmda-row-{denied.name}", {f: float(denied[f]) for f in data.HMDA_FEATURES})
+    features = list(data.HMDA_FEATURES)
+    adapter.background = frame.sample(200, random_state=seed)[features]
+    approved_p = adapter.predict_proba(frame[features])[:, 1]
+    # the example: the first applicant approved in the data and by the model; the contrast: the
+    # most similar applicant (standardized distance) whom the model denies
+    idx = int(np.flatnonzero((frame["approve"].to_numpy() == 1) & (approved_p > 0.5))[0])
+    denied = np.flatnonzero(approved_p < 0.5)
+    if len(denied) == 0:
+        raise TwopathError("the HMDA model denies no applicant; there is no contrast to patch from")
+    z = (frame[features] - frame[features].mean()) / frame[features].std()
+    distances = np.linalg.norm(z.to_numpy()[denied] - z.to_numpy()[idx], axis=1)
+    other = int(denied[np.argmin(distances)])
+    example = Example(f"hmda-row-{idx}", {f: float(frame.iloc[idx][f]) for f in features})
+    contrast = Example(f"hmda-row-{other}", {f: float(frame.iloc[other][f]) for f in features})
     result = explain(adapter, example, corrupted=contrast, seed=seed, say=say,
                      settings={"shap": {"algorithm": "permutation", "max_evals": 2000}})
-    model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}
+    model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc"),
+             "majority_baseline": manifest.get("majority_baseline")}
     return Report("hmda", model, [result], reproducibility(seed, manifest))
 
 

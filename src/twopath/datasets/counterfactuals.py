@@ -34,7 +34,8 @@ def sentiment_lexicon(seed: int = 0, min_count: int = 20, prior: float = 1.0) ->
     from twopath.datasets import sentiment
 
     train, _ = sentiment.split(seed=seed)
-    pos, neg = Counter(), Counter()
+    pos: Counter[str] = Counter()
+    neg: Counter[str] = Counter()
     for text, label in zip(train["text"], train["label"], strict=True):
         (pos if label == "positive" else neg).update(_bag(text))
     n_pos = int((train["label"] == "positive").sum())

@@ -72,7 +72,7 @@ class HFTextClassifier:
         self.tokenizer = tokenizer
         self.name = name
         self.max_length = max_length
-        config = model.config
+        config: Any = model.config
         id2label = getattr(config, "id2label", None) or {}
         n_labels = int(getattr(config, "num_labels", len(id2label)))
         self.labels: tuple[str, ...] = tuple(
@@ -85,7 +85,7 @@ class HFTextClassifier:
         )
         self._attn_out = [_find_child(layer, _ATTN_OUT_NAMES, "attention", nn.Linear) for layer in self.layer_modules]
         self._mlp_act = [_find_child(layer, _MLP_ACT_NAMES, None, nn.Module) for layer in self.layer_modules]
-        hidden = self._attn_out[0].in_features  # type: ignore[union-attr]
+        hidden = int(self._attn_out[0].in_features)  # type: ignore[arg-type]
         self.head_dim = hidden // self.n_heads
         self.mask_token_id = _absent_token_id(tokenizer)
         self.background: list[str] = []
@@ -245,7 +245,8 @@ class HFTextClassifier:
     # --- sites ------------------------------------------------------------------------------
 
     def embedding_layer(self) -> nn.Module:
-        return self.model.get_input_embeddings()
+        layer: nn.Module = self.model.get_input_embeddings()  # type: ignore[operator]
+        return layer
 
     def head_site(self, layer: int) -> nn.Module:
         """Module whose input is the concatenation of the layer's head outputs (pre-hook)."""
@@ -282,7 +283,7 @@ class HFTextClassifier:
 
 def _find_layers(model: nn.Module) -> list[nn.Module]:
     """The transformer blocks: the longest ``ModuleList`` whose length is the layer count."""
-    config = model.config
+    config: Any = model.config
     n = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
     for _, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == n:
@@ -291,7 +292,7 @@ def _find_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def _find_child(layer: nn.Module, suffixes: Sequence[str], under: str | None, kind: type) -> nn.Module:
-    named = dict(layer.named_modules())
+    named: dict[str, nn.Module] = dict(layer.named_modules())
     for suffix in suffixes:
         for name, module in named.items():
             if (under is None or under in name) and name.endswith(suffix) and isinstance(module, kind):

@@ -183,7 +183,7 @@ def tiny_sentiment_model(seed: int = 0, say: Progress = print) -> Path:
         train, test = sentiment.split(seed=0)
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
         torch.manual_seed(seed)
-        config = BertConfig(
+        config = BertConfig(  # type: ignore[call-arg]
             vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=256, max_position_embeddings=128, num_labels=2,
             id2label=dict(enumerate(sentiment.LABELS)), label2id={v: i for i, v in enumerate(sentiment.LABELS)},
@@ -211,7 +211,7 @@ def _train_mlp(frame: Any, target: str, features: tuple[str, ...], categories: d
     preprocessor = build_preprocessor(numeric, categories)
     preprocessor.fit(frame[list(features)])
     x = torch.as_tensor(np.asarray(preprocessor.transform(frame[list(features)]), dtype=np.float32))
-    y = torch.as_tensor(frame[target].to_numpy(), dtype=torch.long)
+    y = torch.as_tensor(np.array(frame[target], dtype=np.int64))
     torch.manual_seed(seed)
     model = build_mlp(x.shape[1], hidden, len(labels))
     optim = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-5)
@@ -263,12 +263,13 @@ def hmda_model(seed: int = 0, say: Progress = print) -> Path:
     from twopath.datasets import loan
 
     hidden = [32, 32, 32, 32, 32]
-    key = _key("hmda-mlp", seed, hidden, loan.HMDA_FEATURES)
+    epochs = 20
+    key = _key("hmda-mlp", seed, hidden, loan.HMDA_FEATURES, epochs)
 
     def build(work: Path) -> dict[str, Any]:
         frame = loan.load_hmda()
         train, test = train_test_split(frame, test_size=0.2, random_state=0, stratify=frame["approve"])
-        adapter = _train_mlp(train, "approve", loan.HMDA_FEATURES, {}, hidden, ("denied", "approved"), "hmda-mlp", seed, epochs=60)
+        adapter = _train_mlp(train, "approve", loan.HMDA_FEATURES, {}, hidden, ("denied", "approved"), "hmda-mlp", seed, epochs=epochs)
         metrics = tabular_metrics(adapter, test, "approve")
         metrics["majority_baseline"] = float(max(test["approve"].mean(), 1 - test["approve"].mean()))
         adapter.save(work)
