@@ -6,7 +6,9 @@
 2. input path: every requested attribution method;
 3. a corrupted counterpart (given, or produced from the input path's top unit) for patching;
 4. internal path: every requested intervention method;
-5. comparisons: side-by-side summary, rank agreement, deletion check.
+5. comparisons: side-by-side summary, rank agreement, deletion check, LIME stability over
+   seeds, and the cost of every method in F1 units (one batch-size-1 forward pass, measured in
+   the same run).
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import numpy as np
 import torch
 
 from twopath.attribution import ATTRIBUTION_METHODS
+from twopath.attribution.stability import stability
 from twopath.comparisons import agreement, deletion, summary
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.models.base import OutputSpace
+from twopath.models.cost import forward_seconds
 from twopath.types import Attribution, Example, ExampleResult, Localization, TwopathError
 
 Say = Callable[[str], None]
-DEFAULT_ATTRIBUTION = ("shap", "lime", "integrated_gradients", "occlusion")
+DEFAULT_ATTRIBUTION = ("shap", "lime", "integrated_gradients", "occlusion", "gradient_x_input", "attention")
 DEFAULT_MECHANISTIC = {"text": ("head_ablation", "activation_patching"),
                        "tabular": ("neuron_ablation", "activation_patching")}
 Counterfactual = Callable[[Example, Attribution], "Example | None"]
@@ -41,10 +45,10 @@ def predict(adapter: Any, example: Example) -> tuple[int, np.ndarray]:
 
 
 def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactual | None = None,
-            attribution_methods: Sequence[str] = DEFAULT_ATTRIBUTION,
+            attribution_methods: Sequence[str] | None = None,
             mechanistic_methods: Sequence[str] | None = None, seed: int = 0,
             output: OutputSpace = "logit_diff", settings: dict[str, dict[str, Any]] | None = None,
-            say: Say = _quiet) -> ExampleResult:
+            stability_seeds: Sequence[int] = (0, 1, 2, 3, 4), say: Say = _quiet) -> ExampleResult:
     """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one."""
     torch.manual_seed(seed)
     settings = settings or {}
@@ -56,6 +60,8 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     notes: list[str] = []
 
     attributions: list[Attribution] = []
+    if attribution_methods is None:  # the defaults that apply to this kind of model
+        attribution_methods = [m for m in DEFAULT_ATTRIBUTION if adapter.modality in ATTRIBUTION_METHODS.get(m).modalities]
     for name in attribution_methods:
         say(f"input path: {name}")
         method = ATTRIBUTION_METHODS.create(name, output=output, seed=seed, **settings.get(name, {}))
@@ -74,6 +80,12 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         method = MECHANISTIC_METHODS.create(name, output=output, **settings.get(name, {}))
         localizations.append(method.localize(adapter, example, target=target, corrupted=contrast))  # type: ignore[arg-type]
 
+    stability_report = None
+    if "lime" in attribution_methods and stability_seeds:
+        say(f"input path: LIME stability over {len(stability_seeds)} seeds")
+        stability_report = stability(adapter, example, target, "lime", seeds=stability_seeds,
+                                     output=output, **settings.get("lime", {}))
+
     say("comparing the two paths")
     what = {e.name: e.cls.what_it_tells_you for e in [*ATTRIBUTION_METHODS, *MECHANISTIC_METHODS]}
     ablations = [loc for loc in localizations if loc.method.endswith("_ablation")]
@@ -81,11 +93,28 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         "side_by_side": summary.side_by_side(attributions, localizations, what),
         "agreement": agreement.agreement_table(attributions) if len(attributions) > 1 else None,
         "deletion": deletion.deletion_table(adapter, example, attributions, ablations),
+        "stability": stability_report,
+        "costs": cost_table(attributions, localizations, forward_seconds(adapter, example)),
     }
     prediction = {"label": adapter.labels[pred_idx], "probability": float(probs[pred_idx]),
                   "target_probability": float(probs[target_idx])}
     return ExampleResult(example, target, prediction, attributions, localizations,
                          contrast if isinstance(contrast, Example) else None, tables, notes)
+
+
+def cost_table(attributions: Sequence[Attribution], localizations: Sequence[Localization], f1_seconds: float) -> list[dict[str, Any]]:
+    """Per method: model evaluations requested, model rows run, seconds and cost in F1."""
+    rows = []
+    for path, results in (("input", attributions), ("internal", localizations)):
+        for r in results:
+            seconds = float(r.meta.get("seconds", 0.0))
+            rows.append({"path": path, "method": r.method,
+                         "n_evals": r.meta.get("n_evals", r.meta.get("n_forward_rows")),
+                         "n_model_rows": r.meta.get("n_model_rows", r.meta.get("n_forward_rows")),
+                         "seconds": seconds, "cost_f1": seconds / f1_seconds if f1_seconds > 0 else None})
+    rows.append({"path": "reference", "method": "F1 (one forward pass)", "n_evals": 1, "n_model_rows": 1,
+                 "seconds": f1_seconds, "cost_f1": 1.0})
+    return rows
 
 
 def check_methods(modality: str, attribution_methods: Sequence[str], mechanistic_methods: Sequence[str]) -> None:

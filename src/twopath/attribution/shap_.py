@@ -8,12 +8,21 @@ which units can be added, starting from "all absent" (Lundberg & Lee, 2017). The
 twopath hands shap a model over *coalitions* (boolean rows over words or features) evaluated by
 the shared memoized evaluator, so shap does the game theory and twopath does the batching:
 
-* ``partition`` (default for text) — shap's Partition explainer (Owen values) over a balanced
-  binary tree of adjacent words, so neighbouring words are grouped as in shap's text masker;
-* ``exact`` (default for tables and for sentences of at most ``exact_max_units`` words) — shap's
-  Exact explainer; it evaluates all ``2^n`` coalitions, cheap for short inputs and free of
-  sampling noise;
-* ``permutation`` and ``kernel`` — sampled estimates for wide inputs.
+* ``exact`` (default when the input has at most ``exact_max_units`` units: the 8-word seed
+  sentence, the 5 loan features) — shap's Exact explainer over all ``2^n`` coalitions. Short
+  inputs are small worlds: 256 coalitions for 8 words, evaluated once into the shared table that
+  LIME, occlusion and the deletion curves then read for free. Exact Shapley values, no noise;
+* ``partition`` (default for longer sentences) — shap's Partition explainer (Owen values) over a
+  balanced binary tree of adjacent words, so neighbouring words are grouped as in shap's text
+  masker; ``max_evals`` bounds its cost;
+* ``permutation`` and ``kernel`` — sampled estimates for wide tables (additivity holds exactly
+  for permutation, approximately for kernel);
+* ``deep`` and ``gradient`` (tables only) — shap's DeepExplainer (DeepLIFT with a background,
+  additive for ReLU MLPs) and GradientExplainer (expected gradients, sampled) on the transformed
+  features, with one-hot columns summed back into their feature.
+
+Tables mask a feature by averaging the output over ``background_size`` background rows
+(interventional SHAP); ``base_value`` is then the mean output over the background.
 """
 
 from __future__ import annotations
@@ -21,13 +30,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, evaluator_meta
 from twopath.models.base import OutputSpace
 from twopath.models.evaluator import evaluator_for
 from twopath.types import Example, TwopathError
 
-ALGORITHMS = ("auto", "partition", "exact", "permutation", "kernel")
+ALGORITHMS = ("auto", "partition", "exact", "permutation", "kernel", "deep", "gradient")
 
 
 def adjacent_word_tree(n: int) -> np.ndarray:
@@ -57,28 +67,33 @@ class Shap(AttributionMethod):
     what_it_tells_you = "each unit's fair share of the output (Shapley values), additive"
 
     def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0, algorithm: str = "auto",
-                 max_evals: int = 500, exact_max_units: int = 10):
+                 max_evals: int = 500, exact_max_units: int = 12, background_size: int = 50):
         super().__init__(output, seed)
         self.algorithm = algorithm
         self.max_evals = max_evals
         self.exact_max_units = exact_max_units
+        self.background_size = background_size
 
     def resolve_algorithm(self, modality: str, n_units: int) -> str:
         if self.algorithm not in ALGORITHMS:
             raise TwopathError(f"unknown SHAP algorithm {self.algorithm!r}; expected one of {list(ALGORITHMS)}")
+        if self.algorithm in ("deep", "gradient") and modality != "tabular":
+            raise TwopathError(f"SHAP algorithm {self.algorithm!r} is for tabular models only")
         if self.algorithm != "auto":
             return self.algorithm
-        if modality == "tabular":
-            return "exact" if n_units <= self.exact_max_units else "permutation"
-        return "partition"
+        if n_units <= self.exact_max_units:
+            return "exact"
+        return "permutation" if modality == "tabular" else "partition"
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         import shap
 
-        ev = evaluator_for(adapter, example, target, self.output)
+        algorithm = self.resolve_algorithm(adapter.modality, len(adapter.units(example)))
+        if algorithm in ("deep", "gradient"):
+            return self._gradient_based(adapter, example, target, algorithm)
+        ev = evaluator_for(adapter, example, target, self.output, self.background_size)
         before = (ev.n_requested, ev.n_evaluated)
         n = ev.n_units
-        algorithm = self.resolve_algorithm(adapter.modality, n)
         x = np.ones((1, n))
         absent = np.zeros((1, n))
         if algorithm == "partition":
@@ -100,3 +115,54 @@ class Shap(AttributionMethod):
         scores = np.asarray(result.values, dtype=float).reshape(-1)
         base = float(np.asarray(result.base_values).reshape(-1)[0])
         return scores, base, {"algorithm": algorithm, **evaluator_meta(ev, *before)}
+
+    def _gradient_based(self, adapter: Any, example: Example, target: int, algorithm: str) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+        import shap
+
+        if adapter.background is None:
+            raise TwopathError("SHAP on a table needs a background sample (adapter.background)")
+        if algorithm == "deep" and (self.output != "logit_diff" or len(adapter.labels) != 2):
+            raise TwopathError("SHAP 'deep' explains the logit difference of a two-class model only")
+        other = 1 - target if len(adapter.labels) == 2 else None
+        model = _OutputHead(adapter.model, target, other, adapter, self.output)
+        background = adapter.transform(adapter.background.iloc[: self.background_size])
+        x = adapter.transform(adapter.check_example(example))
+        if algorithm == "deep":
+            explainer = shap.DeepExplainer(model, background)
+            values = explainer.shap_values(x, check_additivity=False)
+        else:
+            explainer = shap.GradientExplainer(model, background)
+            torch.manual_seed(self.seed)
+            values = explainer.shap_values(x, nsamples=self.max_evals, rseed=self.seed)
+        columns = np.asarray(values, dtype=float).reshape(-1)  # one output, one row: (1, d[, 1])
+        with torch.no_grad():
+            base = float(model(background).mean())
+        return adapter.merge_columns(columns), base, {"algorithm": algorithm, "n_evals": len(background), "n_model_rows": len(background)}
+
+
+class _OutputHead(torch.nn.Module):
+    """The model followed by the explained output, as one (n, 1) module for shap's explainers.
+
+    For two classes the logit difference is the linear map ``logit_t - logit_other`` (written
+    with a Linear layer so DeepExplainer's rules apply to every operation).
+    """
+
+    def __init__(self, model: Any, target: int, other: int | None, adapter: Any, output: str):
+        super().__init__()
+        self.model = model
+        self.adapter = adapter
+        self.target = target
+        self.output = output
+        self.diff = None
+        if other is not None and output == "logit_diff":
+            self.diff = torch.nn.Linear(len(adapter.labels), 1, bias=False)
+            weight = torch.zeros(1, len(adapter.labels))
+            weight[0, target], weight[0, other] = 1.0, -1.0
+            self.diff.weight.data = weight
+            self.diff.requires_grad_(False)
+
+    def forward(self, x: Any) -> Any:
+        logits = self.model(x)
+        if self.diff is not None:
+            return self.diff(logits)
+        return self.adapter.output(logits, self.target, self.output)[:, None]

@@ -93,13 +93,14 @@ class CoalitionEvaluator:
         return np.concatenate(out) if out else np.zeros(0)
 
 
-def evaluator_for(adapter: Any, example: Example, target: int, space: OutputSpace = "logit_diff") -> CoalitionEvaluator:
-    """The run-wide evaluator for (example, target, space): one memo shared by all methods."""
+def evaluator_for(adapter: Any, example: Example, target: int, space: OutputSpace = "logit_diff",
+                  background_size: int = 50) -> CoalitionEvaluator:
+    """The run-wide evaluator for (example, target, space, background): one memo shared by all methods."""
     cache: dict[tuple[Any, ...], CoalitionEvaluator] = adapter.__dict__.setdefault("_evaluators", {})
     raw = example.raw if isinstance(example.raw, str) else tuple(sorted((k, str(v)) for k, v in example.raw.items()))
-    key = (example.id, raw, target, space)
+    key = (example.id, raw, target, space, background_size, id(adapter.background))
     if key not in cache:
         if len(cache) > 16:
             cache.clear()
-        cache[key] = CoalitionEvaluator(adapter, example, target, space)
+        cache[key] = CoalitionEvaluator(adapter, example, target, space, background_size=background_size)
     return cache[key]
