@@ -9,7 +9,8 @@ Components are named the TransformerLens way, with 0-based indices:
 * ``L5H3`` — attention head 3 of layer 5,
 * ``L4N17`` — hidden neuron 17 of layer 4 (an MLP hidden layer, or a transformer MLP neuron),
 * ``L2.resid@7`` — the residual stream after layer 2 at token position 7,
-* ``L3`` — a whole layer (e.g. all neurons of hidden layer 3).
+* ``L3`` — a whole layer (e.g. all neurons of hidden layer 3),
+* ``L3.attn`` / ``L3.mlp`` — the attention block (all heads) or MLP block (all neurons) of layer 3.
 
 ``str(component)`` gives the label and :meth:`Component.parse` reads it back.
 """
@@ -23,10 +24,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-ComponentKind = Literal["head", "neuron", "resid", "layer"]
+ComponentKind = Literal["head", "neuron", "resid", "layer", "attn", "mlp"]
 
 _LABEL_RE = re.compile(
-    r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|N(?P<neuron>\d+)|\.resid@(?P<pos>\d+))?$"
+    r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|N(?P<neuron>\d+)|\.resid@(?P<pos>\d+)|\.(?P<block>attn|mlp))?$"
 )
 
 
@@ -54,6 +55,8 @@ class Component:
             return f"L{self.layer}N{self.index}"
         if self.kind == "resid":
             return f"L{self.layer}.resid@{self.position}"
+        if self.kind in ("attn", "mlp"):
+            return f"L{self.layer}.{self.kind}"
         return f"L{self.layer}"
 
     @classmethod
@@ -61,7 +64,7 @@ class Component:
         """Parse a label such as ``L5H3``, ``L4N17``, ``L2.resid@7`` or ``L3``."""
         match = _LABEL_RE.match(label.strip())
         if match is None:
-            raise ValueError(f"not a component label: {label!r} (expected e.g. L5H3, L4N17, L2.resid@7, L3)")
+            raise ValueError(f"not a component label: {label!r} (expected e.g. L5H3, L4N17, L2.resid@7, L3, L3.attn)")
         layer = int(match["layer"])
         if match["head"] is not None:
             return cls("head", layer, int(match["head"]))
@@ -69,6 +72,8 @@ class Component:
             return cls("neuron", layer, int(match["neuron"]))
         if match["pos"] is not None:
             return cls("resid", layer, position=int(match["pos"]))
+        if match["block"] is not None:
+            return cls(match["block"], layer)
         return cls("layer", layer)
 
 

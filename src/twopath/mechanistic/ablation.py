@@ -8,7 +8,13 @@ are offered:
   sees, so the effect can overstate importance);
 * ``mean`` — the activation is set to its mean over a reference set (the adapter's
   ``background``: held-out sentences or applicants), which removes the *information* the
-  component carries for this input while keeping its typical magnitude.
+  component carries for this input while keeping its typical magnitude;
+* ``resample`` — the activation is taken from another real example of the reference set (for
+  text, that example's activation averaged over its tokens), averaged over ``n_resamples``
+  draws: the least out-of-distribution choice (Chan et al.'s causal scrubbing).
+
+Sweeps exist per attention head, per neuron, per block (a layer's whole attention or MLP
+output; for an MLP, a whole hidden layer) and per residual position (layer × token).
 
 Effects are ``clean output - ablated output`` (positive: the component pushes toward the target)
 in the run's output space; ``meta["probability"]`` holds the target probability under each
@@ -24,35 +30,59 @@ import torch
 
 from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output, sweep
 from twopath.models.base import OutputSpace
-from twopath.models.interventions import ablate, capture
+from twopath.models.interventions import (
+    Edit,
+    ablate,
+    capture,
+    example_activations,
+    mean_value,
+    reference_inputs,
+)
 from twopath.types import Component, Example, TwopathError
 
-MODES = ("zero", "mean")
+MODES = ("zero", "mean", "resample")
 
 
 class _Ablation(InterventionMethod):
     kind = "neuron"
 
-    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, mode: str = "mean"):
+    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, mode: str = "mean",
+                 n_resamples: int = 8, seed: int = 0):
         super().__init__(output, batch_size)
         self.mode = mode
+        self.n_resamples = n_resamples
+        self.seed = seed
 
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
+        if self.mode not in MODES:
+            raise TwopathError(f"unknown ablation mode {self.mode!r}; expected one of {list(MODES)}")
         inputs = adapter.forward_inputs(example)
         components = self.components(adapter, inputs)
         clean, clean_prob = run_output(adapter, inputs, target, self.output)
-        if self.mode not in MODES:
-            raise TwopathError(f"unknown ablation mode {self.mode!r}; expected one of {list(MODES)}")
-        edits = ablate(adapter, components, self.mode)
-        outputs, probs, _ = sweep(adapter, inputs, [[e] for e in edits], target, self.output, self.batch_size)
+        if self.mode == "resample":
+            outputs, probs = self._resampled(adapter, inputs, components, target)
+        else:
+            edits = ablate(adapter, components, self.mode)
+            outputs, probs, _ = sweep(adapter, inputs, [[e] for e in edits], target, self.output, self.batch_size)
         return {
             "metric": f"{self.output}_drop",
             "components": components,
             "effects": clean - outputs,
             "clean": clean,
             "meta": {"mode": self.mode, "clean_probability": clean_prob, "probability": [float(p) for p in probs],
-                     "n_forward_rows": len(components) + 1},
+                     "n_forward_rows": len(components) * (self.n_resamples if self.mode == "resample" else 1) + 1},
         }
+
+    def _resampled(self, adapter: Any, inputs: dict[str, Any], components: list[Component], target: int) -> tuple[np.ndarray, np.ndarray]:
+        reference = reference_inputs(adapter)
+        n_ref = next(iter(reference.values())).shape[0]
+        rng = np.random.default_rng(self.seed)
+        picks = rng.choice(n_ref, size=min(self.n_resamples, n_ref), replace=False)
+        donors = example_activations(adapter, components, {k: v[picks] for k, v in reference.items()})
+        rows = [[Edit(0, c, mean_value(adapter, c, donor))] for donor in donors for c in components]
+        outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size)
+        shape = (len(donors), len(components))
+        return outputs.reshape(shape).mean(0), probs.reshape(shape).mean(0)
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
         return adapter.components(self.kind)
@@ -80,6 +110,29 @@ class NeuronAblation(_Ablation):
         with torch.no_grad(), capture(adapter, probe) as store:
             adapter.run(inputs)
         return [Component("neuron", layer, i) for layer in range(adapter.n_layers) for i in range(store[(layer, "neuron")].shape[-1])]
+
+
+@MECHANISTIC_METHODS.register("block_ablation")
+class BlockAblation(_Ablation):
+    """Ablate each layer's whole attention block and MLP block (an MLP's whole hidden layer)."""
+
+    what_it_tells_you = "how much the decision needs each layer's attention and MLP as a whole"
+
+    def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
+        if adapter.modality == "tabular":
+            return adapter.components("layer")
+        return [Component(kind, layer) for layer in range(adapter.n_layers) for kind in ("attn", "mlp")]
+
+
+@MECHANISTIC_METHODS.register("position_ablation", modalities=("text",))
+class PositionAblation(_Ablation):
+    """Ablate the residual stream at each layer × token position."""
+
+    what_it_tells_you = "which token positions, after which layer, the decision needs"
+
+    def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
+        n_pos = int(inputs["input_ids"].shape[1])
+        return [Component("resid", layer, position=p) for layer in range(adapter.n_layers) for p in range(n_pos)]
 
 
 def top_components(effects: np.ndarray, components: list[Component], k: int) -> list[Component]:

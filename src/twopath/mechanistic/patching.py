@@ -37,32 +37,23 @@ class ActivationPatching(InterventionMethod):
 
     what_it_tells_you = "which sites carry the clean-vs-corrupted difference (causal)"
 
-    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto"):
+    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto",
+                 sites: tuple[str, ...] | None = None):
         super().__init__(output, batch_size)
         self.direction = direction
+        self.sites = sites
 
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
         if corrupted is None:
             raise TwopathError("activation patching needs a corrupted (contrast) example")
-        if self.direction not in DIRECTIONS:
-            raise TwopathError(f"unknown patching direction {self.direction!r}; expected one of {list(DIRECTIONS)}")
-        clean_in = adapter.forward_inputs(example)
-        corrupt_in = adapter.forward_inputs(corrupted)
-        for key in clean_in:
-            if clean_in[key].shape != corrupt_in[key].shape:
-                raise TwopathError(
-                    f"the corrupted input must have the same shape as the clean one "
-                    f"({tuple(corrupt_in[key].shape)} vs {tuple(clean_in[key].shape)}); for text, the same number of tokens"
-                )
-        direction = self.direction
-        if direction == "auto":
-            direction = "denoise" if adapter.modality == "text" else "noise"
+        clean_in, corrupt_in, direction = check_contrast(adapter, example, corrupted, self.direction)
         clean, clean_p = run_output(adapter, clean_in, target, self.output)
         corr, corr_p = run_output(adapter, corrupt_in, target, self.output)
         if abs(clean - corr) < 1e-6:
             raise TwopathError("the clean and corrupted inputs give the same output; nothing to patch")
         source, base = (clean_in, corrupt_in) if direction == "denoise" else (corrupt_in, clean_in)
-        components = self._components(adapter, clean_in)
+        sites = self.sites or (("resid",) if adapter.modality == "text" else ("layer", "neuron"))
+        components = patch_components(adapter, clean_in, sites)
         source_acts = self._source(adapter, source, components)
         rows = [[Edit(0, c, v)] for c, v in zip(components, source_acts, strict=True)]
         outputs, probs, decisions = sweep(adapter, base, rows, target, self.output, self.batch_size)
@@ -81,16 +72,10 @@ class ActivationPatching(InterventionMethod):
         if adapter.modality == "text":
             meta["tokens"] = list(adapter.encode(example.raw).tokens)
             meta["corrupted_tokens"] = list(adapter.encode(corrupted.raw).tokens)
-        else:
+        elif {"layer", "neuron"} <= set(sites):
             meta["layers"] = self._layer_flips(adapter, base, components, source_acts, normalized, direction, base_decision)
         return {"metric": "normalized_logit_diff" if self.output == "logit_diff" else "normalized_probability",
                 "components": components, "effects": normalized, "clean": clean, "corrupted": corr, "meta": meta}
-
-    def _components(self, adapter: Any, inputs: dict[str, torch.Tensor]) -> list[Component]:
-        if adapter.modality == "text":
-            n_pos = int(inputs["input_ids"].shape[1])
-            return [Component("resid", layer, position=p) for layer in range(adapter.n_layers) for p in range(n_pos)]
-        return adapter.components("layer") + adapter.components("neuron")
 
     def _source(self, adapter: Any, inputs: dict[str, torch.Tensor], components: list[Component]) -> list[torch.Tensor]:
         with torch.no_grad(), capture(adapter, components) as store:
@@ -126,3 +111,39 @@ class ActivationPatching(InterventionMethod):
         return summary
 
 
+
+
+def check_contrast(adapter: Any, example: Example, corrupted: Example, direction: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
+    """Model inputs of both runs, checked to line up, and the resolved patching direction."""
+    if direction not in DIRECTIONS:
+        raise TwopathError(f"unknown patching direction {direction!r}; expected one of {list(DIRECTIONS)}")
+    clean_in = adapter.forward_inputs(example)
+    corrupt_in = adapter.forward_inputs(corrupted)
+    for key in clean_in:
+        if clean_in[key].shape != corrupt_in[key].shape:
+            raise TwopathError(
+                f"the corrupted input must have the same shape as the clean one "
+                f"({tuple(corrupt_in[key].shape)} vs {tuple(clean_in[key].shape)}); for text, the same number of tokens"
+            )
+    if direction == "auto":
+        direction = "denoise" if adapter.modality == "text" else "noise"
+    return clean_in, corrupt_in, direction
+
+
+def patch_components(adapter: Any, inputs: dict[str, torch.Tensor], sites: tuple[str, ...]) -> list[Component]:
+    """Every component of the requested site kinds: resid (layer × position), head, neuron, layer."""
+    components: list[Component] = []
+    for kind in sites:
+        if kind == "resid" and adapter.modality == "text":
+            n_pos = int(inputs["input_ids"].shape[1])
+            components += [Component("resid", layer, position=p) for layer in range(adapter.n_layers) for p in range(n_pos)]
+        elif kind == "neuron" and adapter.modality == "text":
+            with torch.no_grad(), capture(adapter, [Component("neuron", 0, 0)]) as store:
+                adapter.run(inputs)
+            width = store[(0, "neuron")].shape[-1]
+            components += [Component("neuron", layer, i) for layer in range(adapter.n_layers) for i in range(width)]
+        elif kind in ("head", "neuron", "layer"):
+            components += adapter.components(kind)
+        else:
+            raise TwopathError(f"cannot patch {kind!r} sites of a {adapter.modality} model")
+    return components

@@ -30,12 +30,13 @@ class CoalitionEvaluator:
     """``f(keep)`` for boolean coalitions ``keep`` of shape (n, n_units), memoized and batched."""
 
     def __init__(self, adapter: Any, example: Example, target: int, space: OutputSpace = "logit_diff",
-                 batch_size: int = 128, background_size: int = 50):
+                 batch_size: int = 128, background_size: int = 50, max_rows: int = 16384):
         self.adapter = adapter
         self.example = example
         self.target = target
         self.space = space
         self.batch_size = batch_size
+        self.max_rows = max_rows
         self.n_requested = 0
         self.n_evaluated = 0
         self._memo: dict[bytes, float] = {}
@@ -82,7 +83,7 @@ class CoalitionEvaluator:
                     self.n_evaluated += len(ids)
             else:
                 m = len(self._bg)
-                per_batch = max(1, self.batch_size * 8 // m)
+                per_batch = max(1, self.max_rows // m)  # an MLP is cheap: few, large batches
                 for start in range(0, len(keep), per_batch):
                     part = keep[start : start + per_batch]
                     rows = np.where(part[:, None, :], self._x[None, None, :], self._bg[None, :, :])

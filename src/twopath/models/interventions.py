@@ -8,7 +8,9 @@ A *site* is where a component's activation lives:
 * ``neuron`` ``LlNi`` — unit ``i`` of layer ``l``'s MLP activation (a transformer's
   intermediate activation, or the ``l``-th ReLU of a tabular MLP);
 * ``resid`` ``Ll.resid@p`` — position ``p`` of the residual stream after layer ``l``;
-* ``layer`` ``Ll`` — the whole output of layer ``l``.
+* ``layer`` ``Ll`` — the whole output of layer ``l``;
+* ``attn`` ``Ll.attn`` — all heads of layer ``l`` at once (the whole attention block output);
+* ``mlp`` ``Ll.mlp`` — all MLP neurons of layer ``l`` at once.
 
 :func:`intervene` applies a list of edits, each to one *row* of a batch, so a sweep over many
 components runs as a few batched forward passes. :func:`capture` records activations. Both are
@@ -41,11 +43,11 @@ class Edit:
 def site(adapter: Any, component: Component) -> tuple[torch.nn.Module, str]:
     """The module holding a component's activation and whether it is read before (pre) or after it runs."""
     kind = component.kind
-    if kind == "head":
+    if kind in ("head", "attn"):
         if adapter.modality != "text":
             raise TwopathError(f"{component}: attention heads exist only in text models")
         return adapter.head_site(component.layer), "pre"
-    if kind == "neuron":
+    if kind in ("neuron", "mlp"):
         return adapter.neuron_site(component.layer), "forward"
     if kind in ("resid", "layer"):
         return adapter.resid_site(component.layer), "forward"
@@ -68,7 +70,7 @@ def _slot(adapter: Any, component: Component, act: torch.Tensor, row: int) -> An
         if component.position is None or component.position >= act.shape[1]:
             raise TwopathError(f"{component}: the input has {act.shape[1]} positions")
         return act[row, component.position]
-    return act[row]
+    return act[row]  # layer, attn (all heads), mlp (all neurons): the whole site
 
 
 def read(adapter: Any, component: Component, act: torch.Tensor, row: int = 0) -> torch.Tensor:
@@ -129,7 +131,8 @@ def capture(adapter: Any, components: Sequence[Component]) -> Iterator[dict[tupl
 
 
 def site_key(component: Component) -> tuple[int, str]:
-    kind = "head" if component.kind == "head" else "neuron" if component.kind == "neuron" else "resid"
+    """(layer, site) where a component's activation lives: head, neuron or resid."""
+    kind = {"head": "head", "attn": "head", "neuron": "neuron", "mlp": "neuron"}.get(component.kind, "resid")
     return (component.layer, kind)
 
 
@@ -164,6 +167,25 @@ def mean_value(adapter: Any, component: Component, means: dict[tuple[int, str], 
     if component.kind == "neuron":
         return vector[component.index]
     return vector
+
+
+def example_activations(adapter: Any, components: Sequence[Component], inputs: dict[str, torch.Tensor]) -> list[dict[tuple[int, str], torch.Tensor]]:
+    """Per example of a batch, each site's activation averaged over real tokens (for resampling)."""
+    with torch.no_grad(), capture(adapter, components) as store:
+        adapter.run(inputs)
+    mask = inputs.get("attention_mask")
+    out: list[dict[tuple[int, str], torch.Tensor]] = []
+    n = next(iter(inputs.values())).shape[0]
+    for i in range(n):
+        per: dict[tuple[int, str], torch.Tensor] = {}
+        for key, act in store.items():
+            if act.dim() == 3 and mask is not None:
+                w = mask[i][:, None].to(act.dtype)
+                per[key] = (act[i] * w).sum(0) / w.sum()
+            else:
+                per[key] = act[i]
+        out.append(per)
+    return out
 
 
 def reference_inputs(adapter: Any) -> dict[str, torch.Tensor]:

@@ -178,7 +178,21 @@ class TorchTabularClassifier:
         return torch.as_tensor(np.asarray(values, dtype=np.float32))
 
     def transform_coded(self, coded: np.ndarray) -> torch.Tensor:
-        return self.transform(self.decode(coded))
+        """Model-input tensor for a coded matrix, without a pandas round trip.
+
+        Reads the fitted scaler statistics and category lists of the ColumnTransformer, so it
+        equals ``transform(decode(coded))`` (the column order is numeric, then one-hot).
+        """
+        coded = np.atleast_2d(np.asarray(coded, dtype=float))
+        scaler = self.preprocessor.named_transformers_["num"]
+        numeric = [self.features.index(f) for f in self.numeric]
+        parts = [(coded[:, numeric] - scaler.mean_) / scaler.scale_]
+        for feature, cats in self.categories.items():
+            codes = np.rint(coded[:, self.features.index(feature)]).astype(int)
+            if codes.min(initial=0) < 0 or codes.max(initial=0) >= len(cats):
+                raise TwopathError(f"category code out of range for {feature}")
+            parts.append(np.eye(len(cats))[codes])
+        return torch.as_tensor(np.hstack(parts), dtype=torch.float32)
 
     # --- running ----------------------------------------------------------------------------
 
