@@ -73,7 +73,7 @@ class Component:
         if match["pos"] is not None:
             return cls("resid", layer, position=int(match["pos"]))
         if match["block"] is not None:
-            return cls(match["block"], layer)
+            return cls("attn" if match["block"] == "attn" else "mlp", layer)
         return cls("layer", layer)
 
 

@@ -156,9 +156,13 @@ def test_mechanistic_methods_run(tiny_text, method):
     result = MECHANISTIC_METHODS.create(method, **settings).localize(
         tiny_text, SEED, target="positive", corrupted=corrupted)
     n_tokens = tiny_text.encode(SEED_SENTENCE).n_tokens
-    expected = {"head_ablation": 2 * 2, "neuron_ablation": 2 * 64, "activation_patching": 2 * n_tokens}[method]
-    assert len(result.components) == expected == result.effects.shape[0]
-    assert len(set(result.components)) == expected
+    expected = {"head_ablation": 2 * 2, "neuron_ablation": 2 * 64, "activation_patching": 2 * n_tokens,
+                "position_ablation": 2 * n_tokens}.get(method)
+    assert result.effects.shape == (len(result.components),)
+    assert len(result.components) > 0 and len(set(result.components)) == len(result.components)
+    if expected is not None:
+        assert len(result.components) == expected
+    assert all(0 <= c.layer < tiny_text.n_layers for c in result.components)
     assert np.all(np.isfinite(result.effects))
     assert result.clean == pytest.approx(text_output(tiny_text, SEED_SENTENCE), abs=1e-4)
 
@@ -183,6 +187,10 @@ def test_from_pretrained_without_config(tmp_path):
 
 
 def test_from_pretrained_without_tokenizer(tmp_path, tiny_dirs):
+    """A model folder with no tokenizer files must be refused at load time.
+
+    (transformers 5 silently builds an empty 5-token tokenizer for such a folder.)
+    """
     src = tiny_dirs["bert"]
     for name in ("config.json", "model.safetensors"):
         shutil.copy(src / name, tmp_path / name)
