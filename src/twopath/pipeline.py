@@ -23,14 +23,26 @@ from twopath.attribution import ATTRIBUTION_METHODS
 from twopath.attribution.stability import stability
 from twopath.comparisons import agreement, deletion, summary
 from twopath.mechanistic import MECHANISTIC_METHODS
+from twopath.mechanistic.circuits import find_circuit
 from twopath.models.base import OutputSpace
 from twopath.models.cost import forward_seconds
 from twopath.types import Attribution, Example, ExampleResult, Localization, TwopathError
 
 Say = Callable[[str], None]
 DEFAULT_ATTRIBUTION = ("shap", "lime", "integrated_gradients", "occlusion", "gradient_x_input", "attention")
-DEFAULT_MECHANISTIC = {"text": ("head_ablation", "activation_patching"),
-                       "tabular": ("neuron_ablation", "activation_patching")}
+DEFAULT_MECHANISTIC = {
+    "text": ("head_ablation", "block_ablation", "position_ablation", "neuron_ablation",
+             "activation_patching", "attribution_patching"),
+    "tabular": ("neuron_ablation", "block_ablation", "activation_patching", "attribution_patching"),
+}
+#: Method settings applied unless the caller overrides them.
+DEFAULT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "text": {"activation_patching": {"sites": ("resid", "head")},
+             "attribution_patching": {"sites": ("head", "resid", "neuron")},
+             "neuron_ablation": {"layers": (-1,)}},
+    "tabular": {},
+}
+NEEDS_CONTRAST = ("activation_patching", "attribution_patching")
 Counterfactual = Callable[[Example, Attribution], "Example | None"]
 
 
@@ -48,10 +60,11 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
             attribution_methods: Sequence[str] | None = None,
             mechanistic_methods: Sequence[str] | None = None, seed: int = 0,
             output: OutputSpace = "logit_diff", settings: dict[str, dict[str, Any]] | None = None,
-            stability_seeds: Sequence[int] = (0, 1, 2, 3, 4), say: Say = _quiet) -> ExampleResult:
+            stability_seeds: Sequence[int] = (0, 1, 2, 3, 4), with_circuit: bool = True,
+            say: Say = _quiet) -> ExampleResult:
     """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one."""
     torch.manual_seed(seed)
-    settings = settings or {}
+    settings = {**DEFAULT_SETTINGS[adapter.modality], **(settings or {})}
     pred_idx, probs = predict(adapter, example)
     target = example.target or adapter.labels[pred_idx]
     target_idx = adapter.label_index(target)
@@ -74,10 +87,13 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
             notes.append("no same-length counterfactual could be built; activation patching skipped")
     localizations: list[Localization] = []
     for name in mechanistic_methods or DEFAULT_MECHANISTIC[adapter.modality]:
-        if name == "activation_patching" and contrast is None:
+        if name in NEEDS_CONTRAST and contrast is None:
             continue
         say(f"internal path: {name}")
-        method = MECHANISTIC_METHODS.create(name, output=output, **settings.get(name, {}))
+        method_settings = dict(settings.get(name, {}))
+        if "layers" in method_settings:  # negative layer numbers count from the last layer
+            method_settings["layers"] = tuple(x % adapter.n_layers for x in method_settings["layers"])
+        method = MECHANISTIC_METHODS.create(name, output=output, **method_settings)
         localizations.append(method.localize(adapter, example, target=target, corrupted=contrast))  # type: ignore[arg-type]
 
     stability_report = None
@@ -86,6 +102,11 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         stability_report = stability(adapter, example, target, "lime", seeds=stability_seeds,
                                      output=output, **settings.get("lime", {}))
 
+    circuit = None
+    if with_circuit:
+        say("internal path: greedy circuit search")
+        circuit = find_circuit(adapter, example, target_idx, corrupted=contrast if isinstance(contrast, Example) else None, seed=seed)
+
     say("comparing the two paths")
     what = {e.name: e.cls.what_it_tells_you for e in [*ATTRIBUTION_METHODS, *MECHANISTIC_METHODS]}
     ablations = [loc for loc in localizations if loc.method.endswith("_ablation")]
@@ -93,7 +114,9 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         "side_by_side": summary.side_by_side(attributions, localizations, what),
         "agreement": agreement.agreement_table(attributions) if len(attributions) > 1 else None,
         "deletion": deletion.deletion_table(adapter, example, attributions, ablations),
+        "internal_agreement": agreement.internal_agreement(localizations),
         "stability": stability_report,
+        "circuit": circuit,
         "costs": cost_table(attributions, localizations, forward_seconds(adapter, example)),
     }
     prediction = {"label": adapter.labels[pred_idx], "probability": float(probs[pred_idx]),

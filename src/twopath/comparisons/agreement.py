@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from twopath.metrics import kendall, sign_agreement, spearman, top_k_jaccard
-from twopath.types import Attribution
+from twopath.types import Attribution, Localization
 
 
 def agreement_table(attributions: Sequence[Attribution], k: int = 3) -> pd.DataFrame:
@@ -36,3 +37,27 @@ def agreement_table(attributions: Sequence[Attribution], k: int = 3) -> pd.DataF
 
 def agreement_matrix(table: pd.DataFrame, value: str = "spearman") -> pd.DataFrame:
     return table.pivot(index="method_a", columns="method_b", values=value)
+
+
+def internal_agreement(localizations: Sequence[Localization], min_shared: int = 3) -> pd.DataFrame:
+    """Agreement between internal-path methods on the components both measured.
+
+    Ablation effects (output drop), exact patching and attribution patching (normalized output)
+    are on different scales, so only rank (Spearman) and linear (Pearson) correlation are given.
+    Pairs sharing fewer than ``min_shared`` components are skipped.
+    """
+    from scipy.stats import pearsonr
+
+    rows: list[dict[str, Any]] = []
+    for i, a in enumerate(localizations):
+        for b in localizations[i + 1 :]:
+            effects_b = dict(zip(b.labels, b.effects, strict=True))
+            shared = [(e, effects_b[label]) for label, e in zip(a.labels, a.effects, strict=True) if label in effects_b]
+            if len(shared) < min_shared:
+                continue
+            x, y = np.array(shared).T
+            kinds = sorted({c.kind for c in a.components if str(c) in effects_b})
+            rows.append({"method_a": a.method, "method_b": b.method, "sites": ",".join(kinds), "n": len(shared),
+                         "spearman": spearman(x, y),
+                         "pearson": float(pearsonr(x, y).statistic) if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")})
+    return pd.DataFrame(rows, columns=["method_a", "method_b", "sites", "n", "spearman", "pearson"])

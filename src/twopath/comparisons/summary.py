@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from twopath.types import Attribution, Localization
 
 
@@ -33,11 +35,19 @@ def describe_localization(localization: Localization, k: int = 3) -> str:
             return f"patching from the contrast input ({meta['direction']}): " + "; ".join(parts)
         tokens = meta.get("tokens", [])
         best = []
-        for label, effect in localization.top(k):
-            pos = int(label.split("@")[1])
+        order = [i for i in np.argsort(-localization.effects, kind="stable") if localization.components[i].kind == "resid"]
+        for i in order[:k]:
+            pos = localization.components[i].position or 0
             token = tokens[pos] if pos < len(tokens) else "?"
-            best.append(f"{label} '{token}' {effect:.2f}")
-        return f"{meta['direction']} patching, share of clean logit diff restored: " + ", ".join(best)
+            best.append(f"{localization.components[i]} '{token}' {localization.effects[i]:.2f}")
+        heads = [i for i in np.argsort(-localization.effects, kind="stable") if localization.components[i].kind == "head"]
+        text = f"{meta['direction']} patching, share of clean logit diff restored: " + ", ".join(best)
+        if heads:
+            text += "; best single heads: " + ", ".join(f"{localization.components[i]} {localization.effects[i]:.2f}" for i in heads[:k])
+        return text
+    if localization.method == "attribution_patching":
+        return f"gradient estimate of {meta['direction']} patching; top: " + ", ".join(
+            f"{label} {effect:.2f}" for label, effect in localization.top(k))
     probs = meta.get("probability")
     clean_p = meta.get("clean_probability")
     parts = []

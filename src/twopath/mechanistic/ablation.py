@@ -98,18 +98,24 @@ class HeadAblation(_Ablation):
 
 @MECHANISTIC_METHODS.register("neuron_ablation")
 class NeuronAblation(_Ablation):
-    """Ablate each hidden neuron alone (zero or mean); effect on the target output."""
+    """Ablate each hidden neuron alone (zero, mean or resample); effect on the target output."""
 
     kind = "neuron"
     what_it_tells_you = "how much the decision needs each hidden neuron"
 
+    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, mode: str = "mean",
+                 n_resamples: int = 8, seed: int = 0, layers: tuple[int, ...] | None = None):
+        super().__init__(output, batch_size, mode, n_resamples, seed)
+        self.layers = layers
+
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
+        layers = range(adapter.n_layers) if self.layers is None else self.layers
         if adapter.modality == "tabular":
-            return adapter.components("neuron")
-        probe = [Component("neuron", layer, 0) for layer in range(adapter.n_layers)]
+            return [c for c in adapter.components("neuron") if c.layer in layers]
+        probe = [Component("neuron", layer, 0) for layer in layers]
         with torch.no_grad(), capture(adapter, probe) as store:
             adapter.run(inputs)
-        return [Component("neuron", layer, i) for layer in range(adapter.n_layers) for i in range(store[(layer, "neuron")].shape[-1])]
+        return [Component("neuron", layer, i) for layer in layers for i in range(store[(layer, "neuron")].shape[-1])]
 
 
 @MECHANISTIC_METHODS.register("block_ablation")

@@ -17,6 +17,7 @@ interventional expectation of KernelSHAP).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,11 @@ def evaluator_for(adapter: Any, example: Example, target: int, space: OutputSpac
     """The run-wide evaluator for (example, target, space, background): one memo shared by all methods."""
     cache: dict[tuple[Any, ...], CoalitionEvaluator] = adapter.__dict__.setdefault("_evaluators", {})
     raw = example.raw if isinstance(example.raw, str) else tuple(sorted((k, str(v)) for k, v in example.raw.items()))
-    key = (example.id, raw, target, space, background_size, id(adapter.background))
+    background = None
+    if adapter.modality == "tabular" and adapter.background is not None:
+        # keyed by content, so replacing or editing the background never serves stale values
+        background = hashlib.sha1(adapter.encode(adapter.background)[:background_size].tobytes()).hexdigest()
+    key = (example.id, raw, target, space, background_size, background)
     if key not in cache:
         if len(cache) > 16:
             cache.clear()

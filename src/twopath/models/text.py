@@ -113,6 +113,8 @@ class HFTextClassifier:
                 f"{directory} holds a {archs[0]}, not a sequence classifier "
                 "(expected an architecture ending in ForSequenceClassification)"
             )
+        if not any((directory / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
+            raise TwopathError(f"{directory}: no tokenizer files (tokenizer.json, vocab.txt or vocab.json) next to the model")
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 directory, local_files_only=True, attn_implementation="eager"
@@ -170,11 +172,12 @@ class HFTextClassifier:
                 if ws <= start < we:
                     token_word[t] = w
                     break
-        n_covered = len(set(token_word[token_word >= 0].tolist()))
-        if n_covered < len(spans):
-            raise TwopathError(
-                f"the sentence is longer than the model's {self.max_length} tokens; shorten it"
-            )
+        missing = sorted(set(range(len(spans))) - set(token_word[token_word >= 0].tolist()))
+        if missing:
+            if len(offsets) >= self.max_length and missing[0] > int(token_word.max(initial=-1)):
+                raise TwopathError(f"the sentence is longer than the model's {self.max_length} tokens; shorten it")
+            bad = [text[spans[i][0] : spans[i][1]] for i in missing]
+            raise TwopathError(f"word(s) {bad} produce no tokens for this tokenizer (zero-width or control characters?); remove them")
         tokens = tuple(self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist()))
         return TextInput(
             text=text,
