@@ -74,6 +74,17 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None) -> Repor
     adapter.background = list(test["text"].sample(64, random_state=seed))
     example = Example(data.SEED_EXAMPLE_ID, text or data.SEED_SENTENCE)
     result = explain(adapter, example, corrupted=text_counterfactual(adapter), seed=seed, say=say)
+    if result.target == "positive":
+        from twopath.datasets.counterfactuals import sentiment_lexicon
+        from twopath.findings import sentiment_findings
+
+        say("measuring the seed's claims")
+        texts = list(test["text"].sample(200, random_state=seed + 1))
+        findings = sentiment_findings(adapter, result, texts, sentiment_lexicon(), seed=seed)
+        result.tables["claims"] = findings["claims"]
+        result.tables["mechanisms"] = findings["mechanisms"]
+    else:
+        result.notes.append("the model does not read the sentence as positive; the seed's claims were not measured")
     model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "trained_from": manifest.get("base")}
     return Report("sentiment", model, [result], reproducibility(seed, manifest))
 
@@ -94,6 +105,12 @@ def loan(seed: int = 0, say: Say = print) -> Report:
     result = explain(adapter, example, corrupted=contrast, seed=seed, say=say)
     if result.prediction["label"] != "approved":
         result.notes.append("the model does not approve the seed applicant")
+    from twopath.findings import loan_findings
+
+    say("measuring the seed's claims")
+    findings = loan_findings(adapter, result, train.sample(500, random_state=seed + 1)[list(data.FEATURES)], seed=seed)
+    result.tables["claims"] = findings["claims"]
+    result.tables["mechanisms"] = findings["mechanisms"]
     model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}
     return Report("loan", model, [result], reproducibility(seed, manifest))
 

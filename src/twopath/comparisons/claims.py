@@ -1,0 +1,130 @@
+"""The seed document's claims, each turned into a measurement with a verdict.
+
+The seed's numbers and layer names were illustrative; a claim here is judged by what it
+*asserts about the mechanism*, measured on our models, with the rule and thresholds written next
+to the verdict. Every rule below takes plain measured numbers and returns one of
+``supported`` / ``partly`` / ``not supported``, so the rules are unit-tested on synthetic
+measurements and the report can show exactly why a verdict was reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SUPPORTED, PARTLY, NOT_SUPPORTED = "supported", "partly", "not supported"
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim: str
+    measured: str
+    rule: str
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def word_scores(scores: Mapping[str, float], expected: Mapping[str, float]) -> Claim:
+    """Signs of the seed's word/feature scores, and whether its top unit is our top unit."""
+    signs = {u: (scores[u] > 0) == (v > 0) for u, v in expected.items() if u in scores}
+    seed_top = max(expected, key=lambda u: abs(expected[u]))
+    our_top = max(scores, key=lambda u: abs(scores[u]))
+    all_signs = bool(signs) and all(signs.values())
+    if all_signs and seed_top == our_top:
+        verdict = SUPPORTED
+    elif sum(signs.values()) >= max(1, len(signs) - 1):
+        verdict = PARTLY
+    else:
+        verdict = NOT_SUPPORTED
+    wrong = [u for u, ok in signs.items() if not ok]
+    measured = ", ".join(f"{u} {scores[u]:+.3f}" for u in expected if u in scores)
+    measured += f"; top unit here: {our_top}" + (f"; sign differs for: {', '.join(wrong)}" if wrong else "")
+    return Claim("input-path scores: " + ", ".join(f"{u} {v:+.1f}" for u, v in expected.items()), measured,
+                 "supported if every sign matches and the seed's largest unit is ours too; partly if all but one sign matches",
+                 verdict)
+
+
+def head_tracks_words(enrichment: Sequence[Mapping[str, Any]], ablation: Mapping[str, float], top_k: int = 5,
+                      min_enrichment: float = 2.0, specificity: float = 1.5) -> Claim:
+    """'A head tracks positive sentiment words': attention enrichment plus causal importance."""
+    ranked = sorted(ablation, key=lambda c: -ablation[c])[:top_k]
+    tracking = [r for r in enrichment
+                if r["pos_enrichment"] >= min_enrichment and r["pos_enrichment"] >= specificity * r["neg_enrichment"]]
+    best = max(enrichment, key=lambda r: r["pos_enrichment"])
+    causal_tracking = [r for r in tracking if r["component"] in ranked]
+    if causal_tracking:
+        verdict, head = SUPPORTED, causal_tracking[0]
+    elif tracking:
+        verdict, head = PARTLY, tracking[0]
+    else:
+        verdict, head = NOT_SUPPORTED, best
+    measured = (f"most positive-word-enriched head {best['component']}: {best['pos_enrichment']:.2f}x chance "
+                f"(negative words {best['neg_enrichment']:.2f}x); named head {head['component']} ablation effect "
+                f"{ablation.get(head['component'], float('nan')):+.3f}; top heads by ablation: {', '.join(ranked)}")
+    return Claim("one attention head tracks positive sentiment words", measured,
+                 f"supported if a head's attention from the classifier token to positive-lexicon words is >= {min_enrichment}x "
+                 f"chance and >= {specificity}x its enrichment for negative words, and it is among the top {top_k} heads by "
+                 "ablation effect; partly if such a head exists but is not causally important", verdict)
+
+
+def ablation_removes_word(before: float, after: float, head: str, word: str, gone: float = 0.2, weakened: float = 0.7) -> Claim:
+    """'Ablating that head makes the model stop reading the word as positive'."""
+    ratio = after / before if abs(before) > 1e-9 else float("nan")
+    verdict = SUPPORTED if ratio <= gone else PARTLY if ratio <= weakened else NOT_SUPPORTED
+    return Claim(f"ablating the head makes the model stop reading '{word}' as positive",
+                 f"effect of deleting '{word}' (occlusion, logit diff): {before:+.3f} with all heads, {after:+.3f} with {head} "
+                 f"mean-ablated (ratio {ratio:.2f})",
+                 f"supported if the word's effect falls to <= {gone:.0%} of itself, partly if <= {weakened:.0%}", verdict)
+
+
+def cluster_amplifies(cluster: str, delta_good: float, delta_bad: float, ablation_effect: float, spread: float) -> Claim:
+    """'A late-layer cluster amplifies "surprisingly good" and suppresses "slow pacing"'.
+
+    ``delta_good`` is the cluster's activation with the positive phrase minus without it,
+    ``delta_bad`` the same for the negative phrase, ``spread`` the cluster's activation standard
+    deviation over the dataset, ``ablation_effect`` the drop in the positive logit difference
+    when the cluster is mean-ablated.
+    """
+    amplifies = delta_good >= 0.5 * spread
+    suppressed = delta_bad <= -0.5 * spread
+    causal = ablation_effect > 0
+    checks = [amplifies, suppressed, causal]
+    verdict = SUPPORTED if all(checks) else PARTLY if (amplifies or suppressed) and causal else NOT_SUPPORTED
+    return Claim("a late-layer neuron cluster amplifies 'surprisingly good' and suppresses 'slow pacing'",
+                 f"{cluster}: activation change {delta_good:+.3f} from 'surprisingly good', {delta_bad:+.3f} from 'slow pacing' "
+                 f"(dataset sd {spread:.3f}); mean-ablating it changes the positive logit diff by {-ablation_effect:+.3f}",
+                 "supported if the phrase 'surprisingly good' raises the cluster by >= 0.5 sd, 'slow pacing' lowers it by >= 0.5 sd "
+                 "and ablating the cluster lowers the positive logit diff; partly if one of the two phrase effects holds", verdict)
+
+
+def cluster_encodes(what: str, layer: str, r2: float, strong: float = 0.5, weak: float = 0.25) -> Claim:
+    verdict = SUPPORTED if r2 >= strong else PARTLY if r2 >= weak else NOT_SUPPORTED
+    return Claim(f"a neuron cluster encodes {what}", f"best cluster: {layer}, R² = {r2:.3f}",
+                 f"supported if a cluster's mean activation has R² >= {strong} against the feature(s), partly if >= {weak}", verdict)
+
+
+def pathway_removes_separation(before: float, after: float, control_mean: float, control_sd: float,
+                               neurons: Sequence[str], gone: float = 0.2, weakened: float = 0.6) -> Claim:
+    ratio = after / before if abs(before) > 1e-9 else float("nan")
+    beats_control = after < control_mean - 2 * control_sd
+    verdict = (SUPPORTED if ratio <= gone and beats_control else
+               PARTLY if ratio <= weakened and beats_control else NOT_SUPPORTED)
+    return Claim("ablating the credit-score pathway makes 720 and 600 indistinguishable",
+                 f"approval gap 720 vs 600: {before:.3f} before, {after:.3f} after ablating {', '.join(neurons)}; "
+                 f"random neurons of the same layer: {control_mean:.3f} ± {control_sd:.3f}",
+                 f"supported if the gap falls to <= {gone:.0%} of itself and below the random control (mean - 2 sd); "
+                 f"partly if <= {weakened:.0%} and below the control", verdict)
+
+
+def patching_flips(layers: Sequence[Mapping[str, Any]], sparse: float = 0.25) -> Claim:
+    sparse_flips = [x for x in layers if x["neurons_to_flip"] and x["neurons_to_flip"] <= sparse * x["width"]]
+    whole = [x for x in layers if x["whole_layer_flips"]]
+    verdict = SUPPORTED if sparse_flips else PARTLY if whole else NOT_SUPPORTED
+    parts = "; ".join(f"L{x['layer']}: {x['neurons_to_flip'] or 'no'} of {x['width']}" for x in layers)
+    return Claim("patching activations from a rejected applicant flips the decision",
+                 f"whole hidden layer patched: flips at {len(whole)} of {len(layers)} layers; neurons needed per layer: {parts}",
+                 f"supported if patching at most {sparse:.0%} of one layer's neurons flips the decision; partly if only "
+                 "whole-layer patching flips it", verdict)

@@ -1,0 +1,5 @@
+"""Reports room: figures (Display objects), tables and the HTML / Markdown / JSON writers."""
+
+from twopath.reports.writers import FORMATS, render_json, report_dict, write_report
+
+__all__ = ["FORMATS", "render_json", "report_dict", "write_report"]

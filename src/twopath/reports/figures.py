@@ -1,0 +1,278 @@
+"""Figures as scikit-learn-style Display objects.
+
+Each figure is built from a result with ``XDisplay.from_result(example_result)`` and drawn with
+``.plot(ax=None)``, so the same figure can go into a notebook, a slide or the HTML report. Colours
+are colour-blind safe: the input path is blue, the internal path green (as in the two-path
+diagram), and signed values use the diverging ``RdBu`` palette (red = against the target,
+blue = toward it).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twopath.types import ExampleResult
+
+INPUT_BLUE = "#2b6cb0"
+INTERNAL_GREEN = "#2f855a"
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _axes(ax: Any, size: tuple[float, float]) -> Any:
+    if ax is not None:
+        return ax
+    _, ax = _plt().subplots(figsize=size)
+    return ax
+
+
+def to_png_base64(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@dataclass
+class AttributionBarsDisplay:
+    """Signed scores of every input-path method, side by side per unit."""
+
+    frame: pd.DataFrame
+    output: str
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> AttributionBarsDisplay:
+        frame = pd.concat([a.to_frame() for a in result.attributions], ignore_index=True)
+        output = result.attributions[0].meta.get("output", "logit_diff") if result.attributions else ""
+        return cls(frame, output)
+
+    def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
+        n_units = self.frame["unit"].nunique()
+        ax = _axes(ax, (max(6.0, 0.9 * n_units + 2), 3.6))
+        frame = self.frame.assign(unit_pos=self.frame.groupby("method").cumcount())
+        labels = list(dict.fromkeys(self.frame["unit"]))
+        sns.barplot(data=frame, x="unit_pos", y="score", hue="method", ax=ax, palette="colorblind")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel("")
+        ax.set_ylabel(f"attribution ({self.output})")
+        ax.set_title("Input path: attribution per unit, all methods")
+        ax.legend(fontsize=8, ncol=2)
+        return ax
+
+
+@dataclass
+class AblationHeatmapDisplay:
+    """Ablation effect per component: layer × head (text) or layer × neuron (MLP)."""
+
+    matrix: pd.DataFrame
+    method: str
+    metric: str
+
+    @classmethod
+    def from_result(cls, result: ExampleResult, method: str | None = None) -> AblationHeatmapDisplay:
+        candidates = [loc for loc in result.localizations if loc.method.endswith("_ablation")]
+        loc = result.localization(method) if method else candidates[0]
+        rows = [{"layer": c.layer, "index": c.index, "effect": e} for c, e in zip(loc.components, loc.effects, strict=True)]
+        matrix = pd.DataFrame(rows).pivot(index="layer", columns="index", values="effect")
+        return cls(matrix, loc.method, loc.metric)
+
+    def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
+        ax = _axes(ax, (max(5.0, 0.28 * self.matrix.shape[1] + 2), 0.45 * self.matrix.shape[0] + 1.6))
+        limit = float(np.nanmax(np.abs(self.matrix.to_numpy()))) or 1.0
+        annotate = self.matrix.size <= 100
+        sns.heatmap(self.matrix, cmap="RdBu", center=0, vmin=-limit, vmax=limit, ax=ax, annot=annotate,
+                    fmt=".2f", annot_kws={"fontsize": 7}, cbar_kws={"label": self.metric})
+        kind = "head" if self.method == "head_ablation" else "neuron"
+        ax.set_xlabel(kind)
+        ax.set_ylabel("layer")
+        ax.set_title(f"Internal path: {self.method.replace('_', ' ')} (effect on the target)")
+        return ax
+
+
+@dataclass
+class PatchingDisplay:
+    """Activation patching: layer × position (text) or per-layer flips (MLP)."""
+
+    matrix: pd.DataFrame | None
+    layers: list[dict[str, Any]] | None
+    direction: str
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> PatchingDisplay:
+        loc = result.localization("activation_patching")
+        if "layers" in loc.meta:
+            return cls(None, list(loc.meta["layers"]), loc.meta["direction"])
+        tokens = loc.meta.get("tokens", [])
+        corrupted = loc.meta.get("corrupted_tokens", tokens)
+        rows = [{"layer": c.layer, "position": c.position, "effect": e}
+                for c, e in zip(loc.components, loc.effects, strict=True) if c.kind == "resid"]
+        matrix = pd.DataFrame(rows).pivot(index="layer", columns="position", values="effect")
+        labels = [t if t == u else f"{t}/{u}" for t, u in zip(tokens, corrupted, strict=False)]
+        matrix.columns = [f"{p}:{labels[p]}" if p < len(labels) else str(p) for p in matrix.columns]
+        return cls(matrix, None, loc.meta["direction"])
+
+    def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
+        if self.matrix is not None:
+            ax = _axes(ax, (max(6.0, 0.7 * self.matrix.shape[1] + 2), 0.5 * self.matrix.shape[0] + 2))
+            sns.heatmap(self.matrix, cmap="Greens", vmin=0, vmax=1, ax=ax, annot=True, fmt=".2f",
+                        annot_kws={"fontsize": 7}, cbar_kws={"label": "normalized logit diff (0 corrupted, 1 clean)"})
+            ax.set_xlabel("position: clean token / corrupted token")
+            ax.set_ylabel("residual stream after layer")
+            ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
+            ax.set_title(f"Internal path: activation patching ({self.direction})")
+            return ax
+        assert self.layers is not None
+        ax = _axes(ax, (6.5, 3.2))
+        layers = [f"L{x['layer']}" for x in self.layers]
+        counts = [x["neurons_to_flip"] or 0 for x in self.layers]
+        widths = [x["width"] for x in self.layers]
+        ax.bar(layers, widths, color="#d9d9d9", label="layer width")
+        ax.bar(layers, counts, color=INTERNAL_GREEN, label="neurons patched until the decision flips")
+        for i, x in enumerate(self.layers):
+            if x["neurons_to_flip"] is None:
+                ax.text(i, 1, "no flip", ha="center", fontsize=8)
+        ax.set_ylabel("neurons")
+        ax.set_title(f"Patching from the contrast applicant ({self.direction}), per hidden layer")
+        ax.legend(fontsize=8)
+        return ax
+
+
+@dataclass
+class AgreementDisplay:
+    """Spearman rank correlation between every pair of attribution methods."""
+
+    matrix: pd.DataFrame
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> AgreementDisplay:
+        from twopath.comparisons.agreement import agreement_matrix
+
+        return cls(agreement_matrix(result.tables["agreement"]))
+
+    def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
+        ax = _axes(ax, (4.8, 3.8))
+        sns.heatmap(self.matrix, cmap="RdBu", vmin=-1, vmax=1, annot=True, fmt=".2f", ax=ax,
+                    cbar_kws={"label": "Spearman ρ"})
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.set_title("Agreement between input-path methods")
+        return ax
+
+
+@dataclass
+class DeletionDisplay:
+    """Probability drop when removing top-k units (input) vs ablating top-k components (internal)."""
+
+    frame: pd.DataFrame
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> DeletionDisplay:
+        return cls(result.tables["deletion"])
+
+    def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
+        ax = _axes(ax, (6.5, 3.4))
+        sns.lineplot(data=self.frame, x="k", y="drop", hue="method", style="path", markers=True, ax=ax)
+        ax.set_xticks(sorted(self.frame["k"].unique()))
+        ax.set_xlabel("k (units removed / components ablated)")
+        ax.set_ylabel("drop in target probability")
+        ax.set_title("Deletion check: both paths, same metric")
+        ax.legend(fontsize=7)
+        return ax
+
+
+@dataclass
+class TwoPathDisplay:
+    """The two-path diagram drawn with this example's actual top units and components."""
+
+    units: list[tuple[str, float]]
+    components: list[tuple[str, float]]
+    prediction: str
+    input_label: str
+
+    @classmethod
+    def from_result(cls, result: ExampleResult, k: int = 3) -> TwoPathDisplay:
+        units = result.attribution("shap").top(k) if any(a.method == "shap" for a in result.attributions) else result.attributions[0].top(k)
+        ablations = [loc for loc in result.localizations if loc.method.endswith("_ablation")]
+        components = ablations[0].top(k) if ablations else []
+        label = f"{result.prediction['label']} (p={result.prediction['probability']:.2f})"
+        raw = result.example.raw
+        text = raw if isinstance(raw, str) else ", ".join(f"{k}={v}" for k, v in raw.items())
+        return cls(units, components, label, text if len(text) < 70 else text[:67] + "...")
+
+    def plot(self, ax: Any = None) -> Any:
+        from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+        ax = _axes(ax, (10, 4.2))
+        ax.set_xlim(0, 10)
+        ax.set_ylim(0, 6)
+        ax.axis("off")
+
+        def box(x: float, y: float, w: float, h: float, text: str, color: str) -> None:
+            ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.1", facecolor="white", edgecolor=color, linewidth=2))
+            ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9, wrap=True)
+
+        def arrow(x0: float, y0: float, x1: float, y1: float, color: str) -> None:
+            ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=15, color=color, linewidth=2))
+
+        import textwrap
+
+        box(0.2, 2.3, 2.2, 1.4, "Input\n" + "\n".join(textwrap.wrap(self.input_label, 26)[:3]), "#4a5568")
+        box(7.6, 2.4, 2.2, 1.2, "Output\n" + self.prediction, "#4a5568")
+        box(4.0, 0.3, 2.2, 1.5, "Model internals\n" + "\n".join(f"{c} {e:+.2f}" for c, e in self.components), INTERNAL_GREEN)
+        arrow(1.3, 3.7, 8.7, 3.7, INPUT_BLUE)
+        ax.text(5.0, 4.1, "Input path (SHAP): " + ",  ".join(f"{u} {s:+.2f}" for u, s in self.units),
+                ha="center", color=INPUT_BLUE, fontsize=10)
+        ax.text(5.0, 5.3, "inputs → outputs: which units pushed the prediction (correlational)",
+                ha="center", color=INPUT_BLUE, fontsize=9, style="italic")
+        arrow(1.3, 2.3, 3.9, 1.1, INTERNAL_GREEN)
+        arrow(6.3, 1.1, 8.7, 2.3, INTERNAL_GREEN)
+        ax.text(5.0, 2.3, "Internal path (ablation): which components cause it (interventions)",
+                ha="center", color=INTERNAL_GREEN, fontsize=9, style="italic")
+        return ax
+
+
+def report_figures(result: ExampleResult) -> dict[str, str]:
+    """Every figure of one example as base64 PNG, keyed by name."""
+    plt = _plt()
+    figures: dict[str, str] = {}
+    builders: list[tuple[str, Any]] = [
+        ("two_path", lambda: TwoPathDisplay.from_result(result)),
+        ("attributions", lambda: AttributionBarsDisplay.from_result(result)),
+        ("ablation", lambda: AblationHeatmapDisplay.from_result(result)),
+        ("patching", lambda: PatchingDisplay.from_result(result)),
+        ("agreement", lambda: AgreementDisplay.from_result(result)),
+        ("deletion", lambda: DeletionDisplay.from_result(result)),
+    ]
+    for name, build in builders:
+        try:
+            display = build()
+        except (KeyError, IndexError):
+            continue  # the method behind this figure was not run
+        ax = display.plot()
+        figures[name] = to_png_base64(ax.figure)
+    plt.close("all")
+    return figures

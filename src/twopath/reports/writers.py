@@ -1,0 +1,106 @@
+"""Report writers: report.json (the stable contract), report.md and a self-contained report.html.
+
+All three are rendered from the same :class:`~twopath.types.Report`. Files are written into a
+temporary folder inside the destination and moved into place only when every report has
+rendered,
+so a failure never leaves a half-written report. Wall-clock timings are kept out of report.json
+so the same seed gives byte-identical JSON; they appear in the HTML cost table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from twopath import __version__
+from twopath.types import ExampleResult, Report
+
+FORMATS = ("html", "md", "json")
+_VOLATILE = {"seconds", "cost_f1"}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN to None, volatile keys dropped."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return [_clean(r) for r in value.to_dict(orient="records")]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def example_dict(result: ExampleResult) -> dict[str, Any]:
+    raw = result.example.raw
+    return {
+        "id": result.example.id,
+        "input": raw if isinstance(raw, str) else dict(raw),
+        "target": result.target,
+        "prediction": {"label": result.prediction["label"], "probability": result.prediction["probability"]},
+        "corrupted_input": None if result.corrupted is None else (
+            result.corrupted.raw if isinstance(result.corrupted.raw, str) else dict(result.corrupted.raw)),
+        "attributions": [a.to_dict() for a in result.attributions],
+        "localizations": [loc.to_dict() for loc in result.localizations],
+        "tables": {k: v for k, v in result.tables.items() if v is not None},
+        "notes": list(result.notes),
+    }
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    return _clean({
+        "twopath_version": __version__,
+        "task": report.task,
+        "model": report.model,
+        "examples": [example_dict(e) for e in report.examples],
+        "reproducibility": report.reproducibility,
+    })
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def render_markdown(report: Report) -> str:
+    from twopath.reports.html import markdown_report
+
+    return markdown_report(report)
+
+
+def render_html(report: Report) -> str:
+    from twopath.reports.html import html_report
+
+    return html_report(report)
+
+
+def write_report(report: Report, out_dir: str | Path, formats: Sequence[str] = FORMATS) -> dict[str, Path]:
+    """Write ``report.<fmt>`` for each format into ``out_dir`` atomically; return the paths."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        from twopath.types import TwopathError
+
+        raise TwopathError(f"unknown report format(s) {unknown}; expected some of {list(FORMATS)}")
+    renderers = {"json": render_json, "md": render_markdown, "html": render_html}
+    rendered = {fmt: renderers[fmt](report) for fmt in formats}  # fail before touching the disk
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".twopath-", dir=out))
+    try:
+        for fmt, text in rendered.items():
+            (staging / f"report.{fmt}").write_text(text, encoding="utf-8")
+        for fmt in rendered:
+            os.replace(staging / f"report.{fmt}", out / f"report.{fmt}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {fmt: out / f"report.{fmt}" for fmt in formats}
