@@ -59,7 +59,7 @@ def reproduce(
     task: Annotated[str, typer.Argument(help="sentiment, loan, hmda or all")],
     out: Annotated[Path, typer.Option(help="output folder; one sub-folder per task")] = Path("reports"),
     seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds")] = 0,
-    formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json")] = "html,md,json",
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress messages")] = False,
 ) -> None:
     """Reproduce a seed example (the sentiment sentence, the loan applicant) end to end."""
@@ -90,7 +90,7 @@ def explain(
     target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label)")] = None,
     corrupt: Annotated[str | None, typer.Option(help="contrast sentence of the same token length for patching")] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json")] = "html,md,json",
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Explain one sentence with any local Hugging Face sequence classifier."""

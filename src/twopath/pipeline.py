@@ -109,7 +109,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
 
     say("comparing the two paths")
     what = {e.name: e.cls.what_it_tells_you for e in [*ATTRIBUTION_METHODS, *MECHANISTIC_METHODS]}
-    ablations = [loc for loc in localizations if loc.method.endswith("_ablation")]
+    ablations = [loc for loc in localizations if loc.method in ("head_ablation", "neuron_ablation")]
     tables = {
         "side_by_side": summary.side_by_side(attributions, localizations, what),
         "agreement": agreement.agreement_table(attributions) if len(attributions) > 1 else None,

@@ -86,7 +86,7 @@ class AblationHeatmapDisplay:
 
     @classmethod
     def from_result(cls, result: ExampleResult, method: str | None = None) -> AblationHeatmapDisplay:
-        candidates = [loc for loc in result.localizations if loc.method.endswith("_ablation")]
+        candidates = [loc for loc in result.localizations if loc.method in ("head_ablation", "neuron_ablation")]
         loc = result.localization(method) if method else candidates[0]
         rows = [{"layer": c.layer, "index": c.index, "effect": e} for c, e in zip(loc.components, loc.effects, strict=True)]
         matrix = pd.DataFrame(rows).pivot(index="layer", columns="index", values="effect")
@@ -216,7 +216,7 @@ class TwoPathDisplay:
     @classmethod
     def from_result(cls, result: ExampleResult, k: int = 3) -> TwoPathDisplay:
         units = result.attribution("shap").top(k) if any(a.method == "shap" for a in result.attributions) else result.attributions[0].top(k)
-        ablations = [loc for loc in result.localizations if loc.method.endswith("_ablation")]
+        ablations = [loc for loc in result.localizations if loc.method in ("head_ablation", "neuron_ablation")]
         components = ablations[0].top(k) if ablations else []
         label = f"{result.prediction['label']} (p={result.prediction['probability']:.2f})"
         raw = result.example.raw
@@ -255,6 +255,59 @@ class TwoPathDisplay:
         return ax
 
 
+@dataclass
+class PathwayCurveDisplay:
+    """Approval probability against credit score, before and after ablating the pathway."""
+
+    x: list[float]
+    before: list[float]
+    after: list[float]
+    layer: int
+    marks: tuple[float, float] = (600.0, 720.0)
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> PathwayCurveDisplay:
+        mech = result.tables["mechanisms"]
+        curve = mech["pathway_curve"]
+        return cls(list(curve["x"]), list(curve["before"]), list(curve["after"]), int(mech["pathway_layer"]))
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = _axes(ax, (6.5, 3.4))
+        ax.plot(self.x, self.before, color=INPUT_BLUE, marker="o", markersize=3, label="model as trained")
+        ax.plot(self.x, self.after, color=INTERNAL_GREEN, marker="s", markersize=3, label=f"credit pathway of L{self.layer} ablated")
+        for mark in self.marks:
+            ax.axvline(mark, color="#a0aec0", linestyle=":", linewidth=1)
+        ax.axhline(0.5, color="black", linewidth=0.6)
+        ax.set_xlabel("credit score (all other features of the seed applicant fixed)")
+        ax.set_ylabel("approval probability")
+        ax.set_ylim(0, 1)
+        ax.set_title("720 vs 600: does the model still tell them apart?")
+        ax.legend(fontsize=8)
+        return ax
+
+
+@dataclass
+class LayerEncodingDisplay:
+    """Best neuron-cluster R² per hidden layer and feature."""
+
+    matrix: pd.DataFrame
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> LayerEncodingDisplay:
+        frame = pd.DataFrame(result.tables["mechanisms"]["layer_encoding"])
+        return cls(frame.pivot(index="layer", columns="feature", values="r2"))
+
+    def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
+        ax = _axes(ax, (5.5, 3.4))
+        sns.heatmap(self.matrix, cmap="Greens", vmin=0, vmax=1, annot=True, fmt=".2f", ax=ax, cbar_kws={"label": "R²"})
+        ax.set_ylabel("hidden layer")
+        ax.set_xlabel("")
+        ax.set_title("What the neuron clusters of each layer encode")
+        return ax
+
+
 def report_figures(result: ExampleResult) -> dict[str, str]:
     """Every figure of one example as base64 PNG, keyed by name."""
     plt = _plt()
@@ -266,6 +319,8 @@ def report_figures(result: ExampleResult) -> dict[str, str]:
         ("patching", lambda: PatchingDisplay.from_result(result)),
         ("agreement", lambda: AgreementDisplay.from_result(result)),
         ("deletion", lambda: DeletionDisplay.from_result(result)),
+        ("pathway", lambda: PathwayCurveDisplay.from_result(result)),
+        ("layer_encoding", lambda: LayerEncodingDisplay.from_result(result)),
     ]
     for name, build in builders:
         try:

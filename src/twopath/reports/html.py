@@ -2,15 +2,34 @@
 
 The HTML page is one self-contained file: figures are embedded as base64 PNG, there are no
 scripts and no external requests, and every user-supplied string (sentences, feature values,
-model names) is HTML-escaped by Jinja2's autoescaping.
+model names) is HTML-escaped — by Jinja2's autoescaping in the template and by pandas'
+``to_html(escape=True)`` in the tables.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from twopath import __version__
+from twopath.reports.tables import example_tables
 from twopath.types import ExampleResult, Report
+
+#: Which figures go with which table (figure name -> shown above the table of that name).
+FIGURES_FOR = {
+    "attributions": ["attributions"],
+    "head_ablation": ["ablation"],
+    "neuron_ablation": ["ablation"],
+    "patching_layers": ["patching"],
+    "layer_encoding": ["layer_encoding"],
+    "pathway": ["pathway"],
+    "agreement": ["agreement"],
+    "deletion": ["deletion"],
+}
+_ALT = {"attributions": "attribution bars", "ablation": "ablation heatmap", "patching": "activation patching",
+        "layer_encoding": "layer encoding heatmap", "pathway": "720 vs 600 curve", "agreement": "agreement heatmap",
+        "deletion": "deletion check"}
 
 
 def _color(score: float, limit: float) -> str:
@@ -23,39 +42,52 @@ def _color(score: float, limit: float) -> str:
     return f"rgb({int(r)},{int(g)},{int(b)})"
 
 
-def _input_text(raw: Any) -> str:
+def input_text(raw: Any) -> str:
     return raw if isinstance(raw, str) else ", ".join(f"{k} = {v}" for k, v in raw.items())
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, escape=True, border=0, float_format=lambda v: f"{v:.3f}", na_rep="")
+
+
+def _blocks(result: ExampleResult, figures: dict[str, str]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for name, (title, about, frame) in example_tables(result).items():
+        figs = [f for f in FIGURES_FOR.get(name, []) if f in figures and f not in used]
+        used.update(figs)
+        blocks.append({"name": name, "title": title, "about": about, "table": _html_table(frame),
+                       "figures": [{"alt": _ALT[f], "data": figures[f]} for f in figs]})
+        if name == "neuron_ablation" and "patching" in figures and "patching" not in used and result.example.is_text:
+            used.add("patching")
+            blocks.append({"name": "patching", "title": "Internal path: activation patching",
+                           "about": "Residual stream after each layer at each position, patched from the clean run into the "
+                                    "corrupted one: 1 = the clean output is restored, 0 = nothing changes.",
+                           "table": None, "figures": [{"alt": _ALT["patching"], "data": figures["patching"]}]})
+    return blocks
 
 
 def example_context(result: ExampleResult, with_figures: bool = True) -> dict[str, Any]:
     from twopath.reports.figures import report_figures
 
-    attributions = result.attributions
     colored = []
     if result.example.is_text:
-        for a in attributions:
+        for a in result.attributions:
             limit = float(max(abs(a.scores).max(), 1e-9))
             colored.append({"method": a.method, "words": [
                 {"unit": u, "score": float(s), "color": _color(float(s), limit)} for u, s in zip(a.units, a.scores, strict=True)]})
-    patching = [loc for loc in result.localizations if loc.method == "activation_patching"]
-    deletion = result.tables.get("deletion")
+    figures = report_figures(result) if with_figures else {}
     return {
         "id": result.example.id,
-        "input_text": _input_text(result.example.raw),
+        "input_text": input_text(result.example.raw),
         "target": result.target,
         "prediction": result.prediction,
-        "output": attributions[0].meta.get("output", "logit_diff") if attributions else "logit_diff",
-        "corrupted": None if result.corrupted is None else _input_text(result.corrupted.raw),
+        "output": result.attributions[0].meta.get("output", "logit_diff") if result.attributions else "logit_diff",
+        "corrupted": None if result.corrupted is None else input_text(result.corrupted.raw),
         "notes": result.notes,
-        "side_by_side": result.tables.get("side_by_side", []),
-        "units": list(attributions[0].units) if attributions else [],
-        "attributions": [{"method": a.method, "scores": [float(s) for s in a.scores],
-                          "base": "" if a.base_value is None else f"{a.base_value:+.3f}",
-                          "rows": a.meta.get("n_model_rows", ""), "seconds": a.meta.get("seconds", "")} for a in attributions],
         "colored": colored,
-        "layers": patching[0].meta.get("layers") if patching else None,
-        "deletion": [] if deletion is None else deletion.to_dict(orient="records"),
-        "figures": report_figures(result) if with_figures else {},
+        "figures": figures,
+        "blocks": _blocks(result, figures),
     }
 
 
@@ -67,33 +99,32 @@ def html_report(report: Report) -> str:
     return template.render(report=report, examples=[example_context(e) for e in report.examples], version=__version__)
 
 
-def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    def cell(v: Any) -> str:
-        text = f"{v:.3f}" if isinstance(v, float) else ", ".join(map(str, v)) if isinstance(v, list) else str(v)
-        return text.replace("|", "\\|").replace("\n", " ")
+def _md_cell(v: Any) -> str:
+    text = f"{v:.3f}" if isinstance(v, float) else ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+    return text.replace("|", "\\|").replace("\n", " ")
 
+
+def md_table(frame: pd.DataFrame) -> str:
+    columns = [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
 def markdown_report(report: Report) -> str:
     m = report.model
+    accuracy = m.get("accuracy")
     out = [f"# twopath: {report.task}", "",
-           f"Model **{m.get('name')}** ({m.get('architecture')}, {m.get('n_layers')} layers), held-out accuracy "
-           f"**{m.get('accuracy', float('nan')):.3f}**. Every number below was measured in this run.", ""]
+           f"Model **{m.get('name')}** ({m.get('architecture')}, {m.get('n_layers')} layers)"
+           + (f", held-out accuracy **{accuracy:.3f}**" if accuracy is not None else "")
+           + ". Every number below was measured in this run.", ""]
     for ex in report.examples:
-        ctx = example_context(ex, with_figures=False)
-        out += [f"## Example `{ctx['id']}`", "", f"- Input: {ctx['input_text']}",
-                f"- Prediction: **{ctx['prediction']['label']}** (p = {ctx['prediction']['probability']:.3f}); target {ctx['target']}, output `{ctx['output']}`"]
-        if ctx["corrupted"]:
-            out.append(f"- Contrast input (patching): {ctx['corrupted']}")
-        out += [f"- Note: {n}" for n in ctx["notes"]]
-        out += ["", "### Side by side", "", _md_table(ctx["side_by_side"], ["path", "method", "what_it_tells_you", "result_here"]), ""]
-        rows = [{"method": a["method"], **dict(zip(ctx["units"], a["scores"], strict=True))} for a in ctx["attributions"]]
-        out += ["### Input path scores", "", _md_table(rows, ["method", *ctx["units"]]), ""]
-        if ctx["layers"]:
-            out += ["### Patching per hidden layer", "", _md_table(ctx["layers"], ["layer", "width", "whole_layer_normalized", "whole_layer_flips", "neurons_to_flip"]), ""]
-        out += ["### Deletion check", "", _md_table(ctx["deletion"], ["path", "method", "k", "removed", "probability", "drop"]), ""]
+        out += [f"## Example `{ex.example.id}`", "", f"- Input: {input_text(ex.example.raw)}",
+                f"- Prediction: **{ex.prediction['label']}** (p = {ex.prediction['probability']:.3f}); target {ex.target}"]
+        if ex.corrupted is not None:
+            out.append(f"- Contrast input (patching): {input_text(ex.corrupted.raw)}")
+        out += [f"- Note: {n}" for n in ex.notes] + [""]
+        for title, about, frame in example_tables(ex).values():
+            out += [f"### {title}", "", about, "", md_table(frame), ""]
     out += ["## Reproducibility", ""] + [f"- {k}: {v}" for k, v in report.reproducibility.items()]
     return "\n".join(out) + "\n"

@@ -23,7 +23,8 @@ import pandas as pd
 from twopath import __version__
 from twopath.types import ExampleResult, Report
 
-FORMATS = ("html", "md", "json")
+FORMATS = ("html", "md", "json", "csv")
+DEFAULT_FORMATS = ("html", "md", "json")
 _VOLATILE = {"seconds", "cost_f1"}
 
 
@@ -84,23 +85,47 @@ def render_html(report: Report) -> str:
     return html_report(report)
 
 
-def write_report(report: Report, out_dir: str | Path, formats: Sequence[str] = FORMATS) -> dict[str, Path]:
-    """Write ``report.<fmt>`` for each format into ``out_dir`` atomically; return the paths."""
+def render_csv(report: Report) -> dict[str, str]:
+    """One CSV text per table: ``<example id>__<table>.csv``."""
+    from twopath.reports.tables import example_tables
+
+    files = {}
+    for ex in report.examples:
+        for name, (_, _, frame) in example_tables(ex).items():
+            files[f"{ex.example.id}__{name}.csv"] = frame.to_csv(index=False)
+    return files
+
+
+def write_report(report: Report, out_dir: str | Path, formats: Sequence[str] = DEFAULT_FORMATS) -> dict[str, Path]:
+    """Write ``report.<fmt>`` for each format into ``out_dir`` atomically; return the paths.
+
+    ``csv`` writes one file per table into ``out_dir/tables/``.
+    """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         from twopath.types import TwopathError
 
         raise TwopathError(f"unknown report format(s) {unknown}; expected some of {list(FORMATS)}")
     renderers = {"json": render_json, "md": render_markdown, "html": render_html}
-    rendered = {fmt: renderers[fmt](report) for fmt in formats}  # fail before touching the disk
+    files: dict[str, str] = {}  # everything is rendered before the disk is touched
+    for fmt in formats:
+        if fmt == "csv":
+            files.update({f"tables/{name}": text for name, text in render_csv(report).items()})
+        else:
+            files[f"report.{fmt}"] = renderers[fmt](report)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".twopath-", dir=out))
     try:
-        for fmt, text in rendered.items():
-            (staging / f"report.{fmt}").write_text(text, encoding="utf-8")
-        for fmt in rendered:
-            os.replace(staging / f"report.{fmt}", out / f"report.{fmt}")
+        for name, text in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_text(text, encoding="utf-8")
+        for name in files:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {fmt: out / f"report.{fmt}" for fmt in formats}
+    paths = {fmt: out / f"report.{fmt}" for fmt in formats if fmt != "csv"}
+    if "csv" in formats:
+        paths["csv"] = out / "tables"
+    return paths

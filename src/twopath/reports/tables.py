@@ -1,0 +1,162 @@
+"""Every table of a report as a pandas DataFrame, built once from an ExampleResult.
+
+HTML, Markdown and CSV all render these same frames, so a number has one source. Each entry is
+``name -> (title, what the table shows, frame)``; names are stable (they are the CSV file names).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from twopath.types import ExampleResult
+
+Table = tuple[str, str, pd.DataFrame]
+
+
+def _frame(rows: Any) -> pd.DataFrame | None:
+    if rows is None:
+        return None
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    return None if frame.empty else frame
+
+
+def _attribution_scores(result: ExampleResult) -> pd.DataFrame:
+    rows = []
+    for a in result.attributions:
+        row: dict[str, Any] = {"method": a.method}
+        row.update({u: float(s) for u, s in zip(a.units, a.scores, strict=True)})
+        row["base_value"] = a.base_value
+        for key in ("algorithm", "completeness_delta", "fit_r2", "n_steps"):
+            if key in a.meta:
+                row[key] = a.meta[key]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _stability(result: ExampleResult) -> pd.DataFrame | None:
+    info = result.tables.get("stability")
+    if not info:
+        return None
+    frame = pd.DataFrame(info["units"])
+    frame["top_k_jaccard"] = info["top_k_jaccard"]
+    return frame
+
+
+def _top_effects(result: ExampleResult, method: str, k: int = 10) -> pd.DataFrame | None:
+    try:
+        loc = result.localization(method)
+    except KeyError:
+        return None
+    order = loc.ranking()[:k]
+    rows = [{"component": str(loc.components[i]), "effect": float(loc.effects[i])} for i in order]
+    probs = loc.meta.get("probability")
+    if probs is not None:
+        for row, i in zip(rows, order, strict=True):
+            row["target_probability"] = float(probs[i])
+    return pd.DataFrame(rows)
+
+
+def _circuit(result: ExampleResult) -> pd.DataFrame | None:
+    circuit = result.tables.get("circuit")
+    if not circuit:
+        return None
+    control = circuit["control"]
+    return pd.DataFrame([
+        {"set": f"circuit ({circuit['size']} components, {circuit['reference']}-ablated rest)",
+         "components": ", ".join(circuit["components"]), "sufficiency": circuit["sufficiency"], "necessity": circuit["necessity"]},
+        {"set": f"random sets of the same size (n={control['n']})", "components": "",
+         "sufficiency": f"{control['sufficiency_mean']:.3f} ± {control['sufficiency_sd']:.3f}",
+         "necessity": f"{control['necessity_mean']:.3f} ± {control['necessity_sd']:.3f}"},
+    ])
+
+
+def _mechanisms(result: ExampleResult) -> dict[str, Table]:
+    mech = result.tables.get("mechanisms") or {}
+    out: dict[str, Table] = {}
+    if "head_enrichment" in mech:
+        out["head_enrichment"] = ("Heads: attention to sentiment words",
+                                  f"Attention share from the classifier token to positive / negative lexicon words, over "
+                                  f"held-out sentences ({mech.get('enrichment_sentences')}), as a multiple of the uniform share.",
+                                  pd.DataFrame(mech["head_enrichment"]))
+    if "late_clusters" in mech:
+        out["late_clusters"] = ("Last-layer neuron clusters and the seed's phrases",
+                                "Cluster activation change caused by each phrase (activation with it minus without it) and the "
+                                "drop in the positive logit difference when the cluster is mean-ablated.",
+                                pd.DataFrame(mech["late_clusters"]))
+    if "layer_encoding" in mech:
+        frame = pd.DataFrame(mech["layer_encoding"])
+        out["layer_encoding"] = ("Neuron clusters: what each layer encodes",
+                                 "Best cluster R² per hidden layer for each feature (income + employment jointly = 'financial stability').",
+                                 frame.pivot(index="layer", columns="feature", values="r2").rename_axis(columns=None).reset_index())
+    if "pathway_per_layer" in mech:
+        frame = pd.DataFrame(mech["pathway_per_layer"])
+        frame["neurons"] = frame["neurons"].map(", ".join)
+        out["pathway"] = ("Credit-score pathway ablation (720 vs 600)",
+                          "Approval-probability gap between credit score 720 and 600 for the seed applicant, before and after "
+                          "mean-ablating each layer's 8 neurons most correlated with credit score, against random neurons.",
+                          frame)
+    return out
+
+
+def example_tables(result: ExampleResult) -> dict[str, Table]:
+    """All tables of one example, in report order; empty tables are left out."""
+    candidates: list[tuple[str, str, str, Any]] = [
+        ("side_by_side", "Side by side", "One row per method of both paths, filled from this run.", result.tables.get("side_by_side")),
+        ("claims", "The seed's claims, measured", "Each claim of the seed document with our measurement, the rule and the verdict.",
+         result.tables.get("claims")),
+        ("attributions", "Input path: scores", "Signed score per unit in the run's output space.", _attribution_scores(result)),
+        ("stability", "Input path: LIME stability across seeds", "Per unit mean ± sd over 5 seeds; top-3 Jaccard across seed pairs.",
+         _stability(result)),
+        ("head_ablation", "Internal path: top heads by ablation", "Drop in the target's output when the head is ablated.",
+         _top_effects(result, "head_ablation")),
+        ("neuron_ablation", "Internal path: top neurons by ablation", "Drop in the target's output when the neuron is ablated.",
+         _top_effects(result, "neuron_ablation")),
+        ("block_ablation", "Internal path: blocks", "Drop when a layer's whole attention or MLP block (or hidden layer) is ablated.",
+         _top_effects(result, "block_ablation", k=20)),
+        ("patching_layers", "Internal path: patching per hidden layer",
+         "Patching from the contrast input: the whole layer, and the fewest neurons (strongest first) that flip the decision.",
+         _patching_layers(result)),
+        ("internal_agreement", "Internal path: do the interventions agree?",
+         "Correlation between ablation (drop in output), exact patching and attribution patching (share of the "
+         "clean-vs-corrupted gap carried) on the components both measured.",
+         result.tables.get("internal_agreement")),
+        ("circuit", "Internal path: circuit", "Greedy circuit: share of the clean output kept (sufficiency) and removed (necessity).",
+         _circuit(result)),
+        ("agreement", "Comparison: agreement between input methods", "Rank correlation, top-3 overlap and sign agreement, per pair.",
+         _pairs(result.tables.get("agreement"))),
+        ("deletion", "Comparison: deletion check", "Remove the top-k units (input path) or ablate the top-k components (internal path).",
+         result.tables.get("deletion")),
+        ("costs", "Cost", "Model evaluations and cost in F1 (one batch-size-1 forward pass measured in this run).",
+         result.tables.get("costs")),
+    ]
+    tables: dict[str, Table] = {}
+    for name, title, about, rows in candidates:
+        frame = _frame(rows)
+        if frame is not None:
+            tables[name] = (title, about, frame)
+        if name == "circuit":
+            tables.update(_mechanisms(result))
+    return tables
+
+
+def _pairs(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Each unordered pair of methods once (the matrix figure shows the full square)."""
+    if frame is None or frame.empty:
+        return None
+    order = {m: i for i, m in enumerate(dict.fromkeys(frame["method_a"]))}
+    keep = [order[a] < order[b] for a, b in zip(frame["method_a"], frame["method_b"], strict=True)]
+    return frame[keep].reset_index(drop=True)
+
+
+def _patching_layers(result: ExampleResult) -> pd.DataFrame | None:
+    try:
+        layers = result.localization("activation_patching").meta.get("layers")
+    except KeyError:
+        return None
+    if not layers:
+        return None
+    frame = pd.DataFrame(layers)
+    frame["top_neurons"] = frame["top_neurons"].map(", ".join)
+    return frame
