@@ -21,7 +21,7 @@ import torch
 
 from twopath.attribution import ATTRIBUTION_METHODS
 from twopath.attribution.stability import stability
-from twopath.comparisons import agreement, deletion, summary
+from twopath.comparisons import agreement, aspects, bridges, deletion, faithfulness, summary
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.circuits import find_circuit
 from twopath.models.base import OutputSpace
@@ -60,7 +60,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
             attribution_methods: Sequence[str] | None = None,
             mechanistic_methods: Sequence[str] | None = None, seed: int = 0,
             output: OutputSpace = "logit_diff", settings: dict[str, dict[str, Any]] | None = None,
-            stability_seeds: Sequence[int] = (0, 1, 2, 3, 4), with_circuit: bool = True,
+            stability_seeds: Sequence[int] = (0, 1, 2, 3, 4), with_circuit: bool = True, with_bridges: bool = True,
             say: Say = _quiet) -> ExampleResult:
     """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one."""
     torch.manual_seed(seed)
@@ -110,6 +110,20 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     say("comparing the two paths")
     what = {e.name: e.cls.what_it_tells_you for e in [*ATTRIBUTION_METHODS, *MECHANISTIC_METHODS]}
     ablations = [loc for loc in localizations if loc.method in ("head_ablation", "neuron_ablation")]
+    ranked = component_rankings(adapter, localizations)
+    faithfulness_rows: list[dict[str, Any]] = []
+    bridge = None
+    if attributions:
+        say("faithfulness: deletion and insertion curves")
+        faithfulness_rows = faithfulness.input_faithfulness(adapter, example, attributions, seed=seed)
+        if ranked:
+            faithfulness_rows += faithfulness.internal_faithfulness(adapter, example, ranked, seed=seed)
+        if ablations and with_bridges:
+            say("bridges: which input units drive the top components")
+            main = next((a for a in attributions if a.method == "shap"), attributions[0])
+            top = ablations[0]
+            bridge = bridges.bridge_score(adapter, example, main, [top.components[i] for i in top.ranking()],
+                                          top.components, seed=seed)
     tables = {
         "side_by_side": summary.side_by_side(attributions, localizations, what),
         "agreement": agreement.agreement_table(attributions) if len(attributions) > 1 else None,
@@ -117,12 +131,35 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         "internal_agreement": agreement.internal_agreement(localizations),
         "stability": stability_report,
         "circuit": circuit,
+        "faithfulness": faithfulness_rows,
+        "bridges": bridge,
         "costs": cost_table(attributions, localizations, forward_seconds(adapter, example)),
     }
+    if attributions and ablations:
+        top_loc = ablations[0]
+        tables["aspects"] = aspects.aspect_table(
+            tables, len(attributions[0].units), len(top_loc.components), attributions[0].top(1)[0][0], top_loc.top(1)[0][0])
     prediction = {"label": adapter.labels[pred_idx], "probability": float(probs[pred_idx]),
                   "target_probability": float(probs[target_idx])}
     return ExampleResult(example, target, prediction, attributions, localizations,
                          contrast if isinstance(contrast, Example) else None, tables, notes)
+
+
+def component_rankings(adapter: Any, localizations: Sequence[Localization]) -> list[Localization]:
+    """Rankings of the same candidate components (heads of a transformer, neurons of an MLP)
+    from every internal method that measured them, oriented so that larger = more important."""
+    kind = "head" if adapter.modality == "text" else "neuron"
+    out = []
+    for loc in localizations:
+        part = loc.subset(kind)
+        if not part.components:
+            continue
+        if part.meta.get("direction") == "noise":  # low normalized output = important site
+            part = Localization(part.example_id, part.method, part.target, part.metric, part.components,
+                                1.0 - part.effects, part.clean, part.corrupted, part.meta)
+        out.append(part)
+    reference = {c for c in out[0].components} if out else set()
+    return [loc for loc in out if set(loc.components) == reference]
 
 
 def cost_table(attributions: Sequence[Attribution], localizations: Sequence[Localization], f1_seconds: float) -> list[dict[str, Any]]:

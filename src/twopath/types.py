@@ -197,6 +197,13 @@ class Localization:
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return [(str(self.components[i]), float(self.effects[i])) for i in self.ranking()[:k]]
 
+    def subset(self, kind: str) -> Localization:
+        """The same result restricted to one kind of component (e.g. the heads of a mixed sweep)."""
+        keep = [i for i, c in enumerate(self.components) if c.kind == kind]
+        return Localization(self.example_id, self.method, self.target, self.metric,
+                            tuple(self.components[i] for i in keep), self.effects[keep],
+                            self.clean, self.corrupted, dict(self.meta))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,

@@ -22,23 +22,14 @@ candidate sets is one forward pass.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from twopath.models.base import OutputSpace
-from twopath.models.hooks import Hook, first_tensor, hooked, replace_first
-from twopath.models.interventions import (
-    capture,
-    mean_activations,
-    reference_inputs,
-    repeat_inputs,
-    site,
-)
+from twopath.models.interventions import MaskedAblation
 from twopath.types import Component, Example, TwopathError
 
 
@@ -66,59 +57,6 @@ class Circuit:
                 "history": self.history, "control": self.control}
 
 
-class _MaskedMean:
-    """Hooks that replace, row by row, every candidate whose keep-mask is False by its reference
-    value: the mean activation, or the activation on a corrupted input (per position)."""
-
-    def __init__(self, adapter: Any, candidates: Sequence[Component], corrupted: dict[str, torch.Tensor] | None = None):
-        self.adapter = adapter
-        self.candidates = list(candidates)
-        self.by_layer: dict[int, list[int]] = defaultdict(list)
-        for i, c in enumerate(self.candidates):
-            self.by_layer[c.layer].append(i)
-        if corrupted is None:
-            self.means = mean_activations(adapter, self.candidates, reference_inputs(adapter))
-        else:
-            with torch.no_grad(), capture(adapter, self.candidates) as store:
-                adapter.run(corrupted)
-            self.means = {key: act[0] for key, act in store.items()}
-
-    def run(self, inputs: dict[str, torch.Tensor], keep: np.ndarray) -> np.ndarray:
-        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool))
-        hooks = [self._hook(layer, idx, keep_t) for layer, idx in self.by_layer.items()]
-        with torch.no_grad(), hooked(self.adapter.model, hooks):
-            logits = self.adapter.run(repeat_inputs(inputs, keep_t.shape[0]))
-        return logits
-
-    def _hook(self, layer: int, idx: list[int], keep: torch.Tensor) -> Hook:
-        first = self.candidates[idx[0]]
-        module, kind = site(self.adapter, first)
-        units = torch.as_tensor([self.candidates[i].index for i in idx])
-        row_keep = keep[:, idx]  # (B, n_units_in_layer)
-        head = first.kind == "head"
-        key = (layer, "head" if head else "neuron")
-
-        def blend(act: torch.Tensor) -> torch.Tensor:
-            act = act.clone()
-            mean = self.means[key]
-            if head:
-                b, t, _ = act.shape
-                view = act.view(b, t, self.adapter.n_heads, -1)
-                mean_h = mean.view(*mean.shape[:-1], self.adapter.n_heads, -1)[..., units, :]  # ([T,] n, dh)
-                drop = ~row_keep[:, None, :, None]  # (B, 1, n, 1)
-                view[:, :, units, :] = torch.where(drop, mean_h, view[:, :, units, :])
-            else:
-                drop = ~row_keep
-                if act.dim() == 3:
-                    drop = drop[:, None, :]
-                act[..., units] = torch.where(drop, mean[units], act[..., units])
-            return act
-
-        if kind == "pre":
-            return Hook(module, lambda m, args: (blend(args[0]), *args[1:]), "pre")
-        return Hook(module, lambda m, args, out: replace_first(out, blend(first_tensor(out))), "forward")
-
-
 def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequence[Component] | None = None,
                    corrupted: Example | None = None, threshold: float = 0.8, max_size: int | None = None,
                    n_controls: int = 20, seed: int = 0, output: OutputSpace = "logit_diff") -> Circuit:
@@ -136,7 +74,7 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
         reference = adapter.forward_inputs(corrupted)
         if any(reference[k].shape != inputs[k].shape for k in inputs):
             raise TwopathError("the corrupted input must have the same shape as the example")
-    masked = _MaskedMean(adapter, candidates, reference)
+    masked = MaskedAblation(adapter, candidates, reference)
     n = len(candidates)
     max_size = max_size or max(20, n // 4)
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from twopath.models.hooks import Hook, first_tensor, hooked, replace_first
@@ -206,3 +207,62 @@ def ablate(adapter: Any, components: Sequence[Component], mode: str = "mean") ->
         return [Edit(0, c, None) for c in components]
     means = mean_activations(adapter, components, reference_inputs(adapter))
     return [Edit(0, c, mean_value(adapter, c, means)) for c in components]
+
+
+class MaskedAblation:
+    """Ablate many components per batch row at once: row ``r`` keeps the candidates where
+    ``keep[r]`` is True and replaces the others by their reference value — the mean activation
+    over ``adapter.background``, or the activation on a corrupted input (per position).
+
+    One hook per layer blends with a boolean mask, so scoring hundreds of component sets is one
+    batched forward pass. Candidates are heads or neurons.
+    """
+
+    def __init__(self, adapter: Any, candidates: Sequence[Component], corrupted: dict[str, torch.Tensor] | None = None):
+        self.adapter = adapter
+        self.candidates = list(candidates)
+        self.by_layer: dict[int, list[int]] = defaultdict(list)
+        for i, c in enumerate(self.candidates):
+            self.by_layer[c.layer].append(i)
+        if corrupted is None:
+            self.means = mean_activations(adapter, self.candidates, reference_inputs(adapter))
+        else:
+            with torch.no_grad(), capture(adapter, self.candidates) as store:
+                adapter.run(corrupted)
+            self.means = {key: act[0] for key, act in store.items()}
+
+    def run(self, inputs: dict[str, torch.Tensor], keep: np.ndarray) -> torch.Tensor:
+        """Logits, one row per row of ``keep``."""
+        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool))
+        hooks = [self._hook(layer, idx, keep_t) for layer, idx in self.by_layer.items()]
+        with torch.no_grad(), hooked(self.adapter.model, hooks):
+            logits = self.adapter.run(repeat_inputs(inputs, keep_t.shape[0]))
+        return logits
+
+    def _hook(self, layer: int, idx: list[int], keep: torch.Tensor) -> Hook:
+        first = self.candidates[idx[0]]
+        module, kind = site(self.adapter, first)
+        units = torch.as_tensor([self.candidates[i].index for i in idx])
+        row_keep = keep[:, idx]  # (B, n_units_in_layer)
+        head = first.kind == "head"
+        key = (layer, "head" if head else "neuron")
+
+        def blend(act: torch.Tensor) -> torch.Tensor:
+            act = act.clone()
+            mean = self.means[key]
+            if head:
+                b, t, _ = act.shape
+                view = act.view(b, t, self.adapter.n_heads, -1)
+                mean_h = mean.view(*mean.shape[:-1], self.adapter.n_heads, -1)[..., units, :]  # ([T,] n, dh)
+                drop = ~row_keep[:, None, :, None]  # (B, 1, n, 1)
+                view[:, :, units, :] = torch.where(drop, mean_h, view[:, :, units, :])
+            else:
+                drop = ~row_keep
+                if act.dim() == 3:
+                    drop = drop[:, None, :]
+                act[..., units] = torch.where(drop, mean[units], act[..., units])
+            return act
+
+        if kind == "pre":
+            return Hook(module, lambda m, args: (blend(args[0]), *args[1:]), "pre")
+        return Hook(module, lambda m, args, out: replace_first(out, blend(first_tensor(out))), "forward")

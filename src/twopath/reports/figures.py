@@ -308,6 +308,74 @@ class LayerEncodingDisplay:
         return ax
 
 
+@dataclass
+class FaithfulnessDisplay:
+    """Deletion curves of both paths against their random-order controls."""
+
+    rows: list[dict[str, Any]]
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> FaithfulnessDisplay:
+        rows = result.tables["faithfulness"]
+        if not rows:
+            raise KeyError("faithfulness")
+        return cls(list(rows))
+
+    def plot(self, ax: Any = None) -> Any:
+        plt = _plt()
+        if ax is None:
+            _, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+        else:
+            axes = [ax, ax]
+        palette = dict(zip(dict.fromkeys(r["method"] for r in self.rows), _colors(), strict=False))
+        for panel, path in zip(axes, ("input", "internal"), strict=True):
+            for row in (r for r in self.rows if r["path"] == path):
+                random = row["method"] == "random order"
+                panel.plot(range(len(row["deletion_curve"])), row["deletion_curve"], label=row["method"],
+                           color="black" if random else palette[row["method"]], linestyle="--" if random else "-",
+                           marker="" if random else "o", markersize=3)
+            panel.set_xlabel("units removed" if path == "input" else "components mean-ablated")
+            panel.set_ylabel("target probability")
+            panel.set_title(f"Deletion curves: {path} path")
+            panel.legend(fontsize=7)
+        return axes[0]
+
+
+@dataclass
+class BridgeDisplay:
+    """Units × top components: how much each input unit drives each component."""
+
+    matrix: pd.DataFrame
+    share: float
+    control: float
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> BridgeDisplay:
+        bridge = result.tables["bridges"]
+        if not bridge:
+            raise KeyError("bridges")
+        m = bridge["map"]
+        return cls(pd.DataFrame(m["values"], index=m["units"], columns=m["components"]),
+                   bridge["share_on_top_units"], bridge["control_mean"])
+
+    def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
+        ax = _axes(ax, (0.9 * self.matrix.shape[1] + 3, 0.35 * self.matrix.shape[0] + 1.8))
+        limit = float(np.abs(self.matrix.to_numpy()).max()) or 1.0
+        sns.heatmap(self.matrix, cmap="RdBu", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".2f",
+                    annot_kws={"fontsize": 7}, ax=ax, cbar_kws={"label": "IG of the component's contribution"})
+        ax.set_title(f"Bridges: input units → top components (share on top units {self.share:.2f}, random components {self.control:.2f})",
+                     fontsize=9)
+        return ax
+
+
+def _colors() -> list[Any]:
+    import seaborn as sns
+
+    return list(sns.color_palette("colorblind", 10))
+
+
 def report_figures(result: ExampleResult) -> dict[str, str]:
     """Every figure of one example as base64 PNG, keyed by name."""
     plt = _plt()
@@ -321,6 +389,8 @@ def report_figures(result: ExampleResult) -> dict[str, str]:
         ("deletion", lambda: DeletionDisplay.from_result(result)),
         ("pathway", lambda: PathwayCurveDisplay.from_result(result)),
         ("layer_encoding", lambda: LayerEncodingDisplay.from_result(result)),
+        ("faithfulness", lambda: FaithfulnessDisplay.from_result(result)),
+        ("bridges", lambda: BridgeDisplay.from_result(result)),
     ]
     for name, build in builders:
         try:

@@ -26,10 +26,12 @@ FIGURES_FOR = {
     "pathway": ["pathway"],
     "agreement": ["agreement"],
     "deletion": ["deletion"],
+    "faithfulness": ["faithfulness"],
+    "bridges": ["bridges"],
 }
 _ALT = {"attributions": "attribution bars", "ablation": "ablation heatmap", "patching": "activation patching",
         "layer_encoding": "layer encoding heatmap", "pathway": "720 vs 600 curve", "agreement": "agreement heatmap",
-        "deletion": "deletion check"}
+        "deletion": "deletion check", "faithfulness": "deletion curves", "bridges": "bridges heatmap"}
 
 
 def _color(score: float, limit: float) -> str:

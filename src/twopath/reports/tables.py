@@ -128,6 +128,15 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
          _pairs(result.tables.get("agreement"))),
         ("deletion", "Comparison: deletion check", "Remove the top-k units (input path) or ablate the top-k components (internal path).",
          result.tables.get("deletion")),
+        ("faithfulness", "Comparison: faithfulness (deletion / insertion)",
+         "AOPC of the deletion and insertion curves, comprehensiveness and sufficiency at the top 20 % (DeYoung et al.), "
+         "each against a random-order control. Words are masked, features set to background values, components mean-ablated.",
+         _faithfulness(result)),
+        ("bridges", "Comparison: bridges between the paths",
+         "Do the input path's top units flow through the internal path's top components? Share of the top components' "
+         "input attribution that falls on the top units, against random components.", _bridges(result)),
+        ("aspects", "Aspect table with measured evidence", "The seed's eight aspects, with what this run measured.",
+         result.tables.get("aspects")),
         ("costs", "Cost", "Model evaluations and cost in F1 (one batch-size-1 forward pass measured in this run).",
          result.tables.get("costs")),
     ]
@@ -139,6 +148,27 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
         if name == "circuit":
             tables.update(_mechanisms(result))
     return tables
+
+
+def _faithfulness(result: ExampleResult) -> pd.DataFrame | None:
+    rows = result.tables.get("faithfulness")
+    if not rows:
+        return None
+    return pd.DataFrame(rows).drop(columns=["deletion_curve", "insertion_curve"])
+
+
+def _bridges(result: ExampleResult) -> pd.DataFrame | None:
+    bridge = result.tables.get("bridges")
+    if not bridge:
+        return None
+    return pd.DataFrame([{
+        "top units (input path)": ", ".join(bridge["top_units"]),
+        "top components (internal path)": ", ".join(bridge["top_components"]),
+        "share on top units": bridge["share_on_top_units"],
+        "random components": f"{bridge['control_mean']:.3f} ± {bridge['control_sd']:.3f}",
+        "uniform share": bridge["chance_share"],
+        "components ranked by flow from the top units": ", ".join(bridge["components_by_top_unit_flow"]),
+    }])
 
 
 def _pairs(frame: pd.DataFrame | None) -> pd.DataFrame | None:

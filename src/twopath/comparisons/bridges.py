@@ -1,0 +1,138 @@
+"""Bridges between the paths: which input units drive the components that matter?
+
+The input path ranks words (features); the internal path ranks components. A bridge asks
+whether they describe the same computation: do the top words *flow through* the top components?
+
+For each top component ``c`` twopath defines a scalar "what ``c`` contributes to the target":
+for an attention head, its output projected on the gradient of the target's output with respect
+to it (the head's linearised contribution, ``<h_c(x), ∂f/∂h_c>``); for an MLP neuron, its
+activation. Integrated Gradients of that scalar with respect to the input (word embeddings from a
+pad baseline; transformed features from the background mean), merged into words or raw features
+by summing, gives a **units × components** map. The bridge score is the share of the top-k
+components' absolute input attribution that lands on the input path's top-k units, compared
+with the same share for random components of the same kind (the control).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from twopath.models.hooks import Hook, first_tensor, hooked
+from twopath.models.interventions import site
+from twopath.types import Attribution, Component, Example
+
+
+def _component_scalar(adapter: Any, component: Component, direction: torch.Tensor | None):
+    """A function act -> (B,) reading the component from its captured site tensor."""
+    def read(act: torch.Tensor) -> torch.Tensor:
+        if component.kind == "head":
+            b, t, _ = act.shape
+            head = act.view(b, t, adapter.n_heads, -1)[:, :, component.index, :]
+            assert direction is not None
+            return (head * direction).sum((1, 2))
+        return act[..., component.index].reshape(act.shape[0], -1).sum(-1)
+    return read
+
+
+def _head_direction(adapter: Any, component: Component, inputs: dict[str, torch.Tensor], target: int) -> torch.Tensor:
+    """Gradient of the target output w.r.t. the head's output slice on the example."""
+    module, kind = site(adapter, component)
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(m: Any, args: Any) -> None:
+        args[0].retain_grad()
+        store["act"] = args[0]
+
+    adapter.model.zero_grad(set_to_none=True)
+    with hooked(adapter.model, [Hook(module, keep, "pre")]):
+        adapter.output(adapter.run(inputs), target)[0].backward()
+    grad = store["act"].grad
+    assert grad is not None
+    adapter.model.zero_grad(set_to_none=True)
+    return grad[0].view(grad.shape[1], adapter.n_heads, -1)[:, component.index, :].detach()
+
+
+def component_input_attribution(adapter: Any, example: Example, component: Component, target: int, n_steps: int = 16) -> np.ndarray:
+    """IG of the component's contribution scalar with respect to the input, per unit."""
+    from captum.attr import IntegratedGradients
+
+    module, kind = site(adapter, component)
+    store: dict[str, torch.Tensor] = {}
+
+    def grab(*hook_args: Any) -> None:
+        store["act"] = hook_args[1][0] if kind == "pre" else first_tensor(hook_args[2])
+
+    if adapter.modality == "text":
+        inp = adapter.encode(str(example.raw))
+        direction = _head_direction(adapter, component, {"input_ids": inp.input_ids, "attention_mask": inp.attention_mask}, target) \
+            if component.kind == "head" else None
+        read = _component_scalar(adapter, component, direction)
+        layer = adapter.embedding_layer()
+        with torch.no_grad():
+            emb, base = layer(inp.input_ids), layer(adapter.baseline_ids(inp, "pad"))
+
+        def forward(embeds: torch.Tensor) -> torch.Tensor:
+            with hooked(adapter.model, [Hook(module, grab, kind)]):  # type: ignore[arg-type]
+                adapter.model(inputs_embeds=embeds, attention_mask=inp.attention_mask.expand(embeds.shape[0], -1))
+            return read(store["act"])
+
+        attr = IntegratedGradients(forward).attribute(emb, baselines=base, n_steps=n_steps, internal_batch_size=64)
+        token = attr.sum(-1)[0].detach().numpy()
+        scores = np.zeros(len(inp.words))
+        np.add.at(scores, inp.token_word[inp.token_word >= 0], token[inp.token_word >= 0])
+        return scores
+    x = adapter.transform(adapter.check_example(example))
+    base_x = adapter.transform(adapter.background).mean(0, keepdim=True)
+    read = _component_scalar(adapter, component, None)
+
+    def forward_tab(inputs: torch.Tensor) -> torch.Tensor:
+        with hooked(adapter.model, [Hook(module, grab, kind)]):  # type: ignore[arg-type]
+            adapter.model(inputs)
+        return read(store["act"])
+
+    attr = IntegratedGradients(forward_tab).attribute(x, baselines=base_x, n_steps=n_steps)
+    return adapter.merge_columns(attr.detach().numpy()[0])
+
+
+def bridge_map(adapter: Any, example: Example, components: Sequence[Component], target: int) -> pd.DataFrame:
+    """Units × components: how much each input unit drives each component's contribution."""
+    units = adapter.units(example)
+    data = {str(c): component_input_attribution(adapter, example, c, target) for c in components}
+    return pd.DataFrame(data, index=list(units))
+
+
+def _share_on(matrix: pd.DataFrame, rows: Sequence[int]) -> float:
+    weights = matrix.abs().to_numpy()
+    total = weights.sum()
+    return float(weights[list(rows)].sum() / total) if total > 0 else float("nan")
+
+
+def bridge_score(adapter: Any, example: Example, attribution: Attribution, ranked: Sequence[Component],
+                 pool: Sequence[Component], k_units: int = 3, k_components: int = 5, n_random: int = 3,
+                 seed: int = 0) -> dict[str, Any]:
+    """Share of the top components' input attribution on the top units, against random components."""
+    target = adapter.label_index(attribution.target)
+    top_units = attribution.ranking()[:k_units]
+    top = list(ranked[:k_components])
+    matrix = bridge_map(adapter, example, top, target)
+    rng = np.random.default_rng(seed)
+    others = [c for c in pool if c not in top]
+    control = []
+    for _ in range(n_random):
+        draw = [others[i] for i in rng.choice(len(others), size=min(k_components, len(others)), replace=False)]
+        control.append(_share_on(bridge_map(adapter, example, draw, target), top_units))
+    flows = matrix.abs().iloc[top_units].sum(0).sort_values(ascending=False)
+    return {
+        "top_units": [attribution.units[i] for i in top_units],
+        "top_components": [str(c) for c in top],
+        "share_on_top_units": _share_on(matrix, top_units),
+        "chance_share": k_units / len(attribution.units),
+        "control_mean": float(np.mean(control)), "control_sd": float(np.std(control)),
+        "map": {"units": list(matrix.index), "components": list(matrix.columns), "values": matrix.to_numpy().tolist()},
+        "components_by_top_unit_flow": list(flows.index),
+    }
