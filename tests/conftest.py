@@ -17,7 +17,7 @@ from tests.helpers import ARCHITECTURES, build_bpe_tokenizer, build_tiny_model  
 
 # The unit tests run tiny models for which thread start-up costs more than the arithmetic (10x
 # slower with 2 threads on a busy 2-core machine); the end-to-end tests keep torch's default.
-_SINGLE_THREADED = {"test_types.py", "models", "attribution", "mechanistic", "datasets"}
+_SINGLE_THREADED = {"test_types.py", "models", "attribution", "mechanistic", "datasets", "comparisons", "reports"}
 
 
 @pytest.fixture(autouse=True)

@@ -21,11 +21,21 @@ import torch
 
 from twopath.attribution import ATTRIBUTION_METHODS
 from twopath.attribution.stability import stability
-from twopath.comparisons import agreement, aspects, bridges, deletion, faithfulness, summary
+from twopath.comparisons import (
+    agreement,
+    aspects,
+    bridges,
+    deletion,
+    edit_test,
+    faithfulness,
+    sanity,
+    summary,
+)
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.circuits import find_circuit
 from twopath.models.base import OutputSpace
 from twopath.models.cost import forward_seconds
+from twopath.models.text import split_words
 from twopath.types import Attribution, Example, ExampleResult, Localization, TwopathError
 
 Say = Callable[[str], None]
@@ -61,6 +71,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
             mechanistic_methods: Sequence[str] | None = None, seed: int = 0,
             output: OutputSpace = "logit_diff", settings: dict[str, dict[str, Any]] | None = None,
             stability_seeds: Sequence[int] = (0, 1, 2, 3, 4), with_circuit: bool = True, with_bridges: bool = True,
+            with_checks: bool = True,
             say: Say = _quiet) -> ExampleResult:
     """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one."""
     torch.manual_seed(seed)
@@ -135,6 +146,11 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         "bridges": bridge,
         "costs": cost_table(attributions, localizations, forward_seconds(adapter, example)),
     }
+    if attributions and ablations and with_checks:
+        say("sanity check: cascading weight randomization")
+        tables["sanity"] = randomization_sanity(adapter, example, target, attribution_methods, seed)
+        say("edit test: ablate what each path points to")
+        tables["edit_test"] = run_edit_test(adapter, example, target, attributions, ablations[0], seed)
     if attributions and ablations:
         top_loc = ablations[0]
         tables["aspects"] = aspects.aspect_table(
@@ -143,6 +159,75 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
                   "target_probability": float(probs[target_idx])}
     return ExampleResult(example, target, prediction, attributions, localizations,
                          contrast if isinstance(contrast, Example) else None, tables, notes)
+
+
+SANITY_SETTINGS = {"lime": {"num_samples": 1000}, "integrated_gradients": {"max_steps": 128},
+                   "shap": {"max_evals": 300}}
+
+
+def randomization_sanity(adapter: Any, example: Example, target: str, methods: Sequence[str], seed: int,
+                         repeats: int = 2) -> dict[str, Any]:
+    """Adebayo et al.'s cascading randomization for every input method (lighter settings)."""
+
+    def explain_all(model_adapter: Any) -> dict[str, np.ndarray]:
+        return {m: ATTRIBUTION_METHODS.create(m, seed=seed, **SANITY_SETTINGS.get(m, {}))
+                .attribute(model_adapter, example, target=target).scores for m in methods}
+
+    frame = sanity.randomization_check(adapter, explain_all, seed=seed, repeats=repeats)
+    last = frame[frame["step"] == frame["step"].max()].groupby("method", sort=False)
+    rows = [{"method": m, "spearman_abs_after_full_randomization": float(g["spearman_abs"].mean()),
+             "verdict": str(g["verdict"].iloc[0])} for m, g in last]
+    return {"rows": rows, "threshold": frame.attrs.get("threshold"), "repeats": repeats,
+            "curve": frame.groupby(["method", "step"], sort=False)["spearman_abs"].mean().reset_index().to_dict(orient="records")}
+
+
+def _without_top_units(adapter: Any, example: Example, attribution: Attribution, k: int = 3) -> Example:
+    """The example with the input path's top-k units removed, keeping the input's shape."""
+    top = set(np.argsort(-attribution.scores, kind="stable")[:k].tolist())
+    if adapter.modality == "text":
+        text = str(example.raw)
+        spans = split_words(text)
+        pieces, last = [], 0
+        for i, (start, end) in enumerate(spans):
+            pieces.append(text[last:start])
+            n_tok = len(adapter.tokenizer.tokenize(text[start:end]))
+            pieces.append(adapter.tokenizer.mask_token * n_tok if i in top and adapter.tokenizer.mask_token else text[start:end])
+            last = end
+        return Example(f"{example.id}-top-units-removed", "".join(pieces) + text[last:], example.target)
+    background = adapter.decode(np.median(adapter.encode(adapter.background), axis=0, keepdims=True)).iloc[0]
+    raw = dict(example.raw)  # type: ignore[arg-type]
+    for i in top:
+        raw[adapter.features[i]] = background[adapter.features[i]]
+    return Example(f"{example.id}-top-units-removed", raw, example.target)
+
+
+def run_edit_test(adapter: Any, example: Example, target: str, attributions: Sequence[Attribution],
+                  ablation: Localization, seed: int, k: int = 5) -> dict[str, Any]:
+    """Ablate the internal path's top-k components, and separately the k components the input
+    path's top units flow through most (attribution patching against the input with those units
+    removed); compare the effect on the example, related inputs and unrelated inputs."""
+    main = next((a for a in attributions if a.method == "shap"), attributions[0])
+    kind = "head" if adapter.modality == "text" else "neuron"
+    removed = _without_top_units(adapter, example, main)
+    try:
+        flow = MECHANISTIC_METHODS.create("attribution_patching", direction="noise", sites=(kind,)).localize(
+            adapter, example, target=target, corrupted=removed)
+    except TwopathError as err:
+        return {"skipped": str(err)}
+    flow_order = np.argsort(flow.effects, kind="stable")  # low normalized output = the units' route
+    sets = {
+        "internal path: top components by ablation": [ablation.components[i] for i in ablation.ranking()[:k]],
+        "input path: components its top units flow through": [flow.components[i] for i in flow_order[:k]],
+    }
+    if adapter.modality == "text":
+        related: list[Any] = edit_test.paraphrases(str(example.raw))
+        unrelated: list[Any] = list(adapter.background)[:20]
+    else:
+        related = edit_test.nearby_applicants(dict(example.raw), adapter, n=20, seed=seed)  # type: ignore[arg-type]
+        unrelated = adapter.background.iloc[:20].to_dict(orient="records")
+    frame = edit_test.edit_test(adapter, sets, target, example, related, unrelated)
+    return {"rows": frame.to_dict(orient="records"), "winner": frame.attrs.get("winner"),
+            "removed_input": removed.raw if isinstance(removed.raw, str) else dict(removed.raw)}
 
 
 def component_rankings(adapter: Any, localizations: Sequence[Localization]) -> list[Localization]:

@@ -2,9 +2,27 @@
 
 * :mod:`~twopath.comparisons.summary` — the per-example side-by-side table;
 * :mod:`~twopath.comparisons.agreement` — rank agreement between attribution methods;
-* :mod:`~twopath.comparisons.deletion` — remove the top units vs ablate the top components.
+* :mod:`~twopath.comparisons.deletion` — remove the top units vs ablate the top components;
+* :mod:`~twopath.comparisons.faithfulness` — deletion / insertion curves for both paths;
+* :mod:`~twopath.comparisons.bridges` — which input units drive the top components;
+* :mod:`~twopath.comparisons.sanity` — the model-randomization sanity check;
+* :mod:`~twopath.comparisons.edit_test` — ablate what each path points to, and compare;
+* :mod:`~twopath.comparisons.aspects` and :mod:`~twopath.comparisons.claims` — the seed's
+  aspect table with evidence and its claims with verdicts.
 """
 
-from twopath.comparisons import agreement, deletion, summary
+from twopath.comparisons import (
+    agreement,
+    aspects,
+    bridges,
+    claims,
+    deletion,
+    edit_test,
+    faithfulness,
+    sanity,
+    summary,
+)
 
-__all__ = ["agreement", "deletion", "summary"]
+__all__ = [
+    "agreement", "aspects", "bridges", "claims", "deletion", "edit_test", "faithfulness", "sanity", "summary",
+]

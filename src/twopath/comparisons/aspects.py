@@ -40,6 +40,11 @@ def aspect_table(tables: Mapping[str, Any], n_units: int, n_components: int, top
     evidence = {name: NO_MEASUREMENT for name, _, _ in ASPECTS}
     evidence["focus"] = f"top unit here: {top_unit}; top component here: {top_component}"
     evidence["granularity"] = f"{n_units} input units vs {n_components} components examined"
+    sanity = tables.get("sanity") or {}
+    if sanity.get("rows"):
+        failing = [r["method"] for r in sanity["rows"] if r["verdict"] != "passes"]
+        evidence["level of explanation"] = ("model-randomization check: " + (f"{', '.join(failing)} barely change when the weights are "
+                                            "randomized (fail)" if failing else "every input method changes when the weights are randomized"))
     costs = tables.get("costs") or []
     by_path: dict[str, float] = {}
     for row in costs:
@@ -57,9 +62,11 @@ def aspect_table(tables: Mapping[str, Any], n_units: int, n_components: int, top
         evidence["type of insight"] = (f"ablating the top component ({', '.join(comp['removed'])}) changes the target probability by "
                                        f"{-comp['drop']:+.3f}; deleting the top unit ({', '.join(word['removed'])}) by {-word['drop']:+.3f} "
                                        f"— {larger} matters more here")
-    edit = tables.get("edit_test")
-    if edit:
-        evidence["use case"] = f"edit test: {edit}" if isinstance(edit, str) else "edit test: see the edit-test table"
+    edit = tables.get("edit_test") or {}
+    if edit.get("rows"):
+        parts = [f"{r['source']}: {r['example_change']:+.3f} on the example, {r['related_change']:+.3f} on related inputs, "
+                 f"{r['unrelated_change']:+.3f} on unrelated ones" for r in edit["rows"]]
+        evidence["use case"] = "edit test (change in target probability after mean ablation) — " + "; ".join(parts)
     faith = tables.get("faithfulness") or []
     parts = [f"{r['path']} {r['method']} AOPC {r['aopc_deletion']:.3f}" for r in faith]
     stability = tables.get("stability")

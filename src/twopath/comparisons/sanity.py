@@ -7,7 +7,9 @@ compares the new scores with the original ones. A method whose explanation barel
 the weights that produced the decision are destroyed is explaining the input (or its own
 prior), not the model: it **fails**. A method **passes** when, with every layer randomized, the
 Spearman rank correlation of its absolute scores with the original ones falls below
-``threshold`` in absolute value.
+``threshold`` in absolute value. With few units (5 loan features, an 8-word sentence) one
+random draw gives a coarse, noisy Spearman, so the check can repeat the whole cascade with
+``repeats`` seeds and decides on the mean.
 
 Layers, from the top down:
 

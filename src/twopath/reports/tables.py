@@ -135,6 +135,14 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
         ("bridges", "Comparison: bridges between the paths",
          "Do the input path's top units flow through the internal path's top components? Share of the top components' "
          "input attribution that falls on the top units, against random components.", _bridges(result)),
+        ("sanity", "Comparison: model-randomization sanity check",
+         "Adebayo et al.: the weights are re-drawn from the top layer down; an explanation that stays rank-correlated "
+         "(|Spearman| >= threshold) with the original after full randomization does not depend on what the model learned.",
+         _rows(result.tables.get("sanity"))),
+        ("edit_test", "Comparison: edit test",
+         "Mean-ablate the internal path's top components, and separately the components the input path's top units flow "
+         "through; change in target probability on the example, related inputs (paraphrases / nearby applicants) and "
+         "unrelated held-out inputs. Specificity = |related change| / |unrelated change|.", _edit(result)),
         ("aspects", "Aspect table with measured evidence", "The seed's eight aspects, with what this run measured.",
          result.tables.get("aspects")),
         ("costs", "Cost", "Model evaluations and cost in F1 (one batch-size-1 forward pass measured in this run).",
@@ -169,6 +177,19 @@ def _bridges(result: ExampleResult) -> pd.DataFrame | None:
         "uniform share": bridge["chance_share"],
         "components ranked by flow from the top units": ", ".join(bridge["components_by_top_unit_flow"]),
     }])
+
+
+def _rows(info: Any) -> pd.DataFrame | None:
+    return None if not info or not info.get("rows") else pd.DataFrame(info["rows"])
+
+
+def _edit(result: ExampleResult) -> pd.DataFrame | None:
+    frame = _rows(result.tables.get("edit_test"))
+    if frame is None:
+        return None
+    frame = frame.copy()
+    frame["components"] = frame["components"].map(lambda c: ", ".join(map(str, c)) if isinstance(c, (list, tuple)) else c)
+    return frame
 
 
 def _pairs(frame: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -1,0 +1,214 @@
+"""Model-randomization sanity check: constant explanations fail, IG passes, the original is safe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from twopath.attribution import ATTRIBUTION_METHODS
+from twopath.comparisons.sanity import (
+    detached_copy,
+    layer_blocks,
+    randomization_check,
+    randomize_block,
+    randomized_copy,
+    verdict,
+    verdicts,
+)
+from twopath.datasets import loan
+from twopath.types import Example, TwopathError
+
+SENTENCE = "The movie was surprisingly good, despite slow pacing."
+LOAN_EXAMPLE = Example("loan-seed", loan.SEED_APPLICANT)
+
+
+class Recorder:
+    """``explain`` for one attribution method that also keeps every score vector it returned."""
+
+    def __init__(self, method: str, example: Example, target: str, **settings: Any):
+        self.method, self.example, self.target, self.settings = method, example, target, settings
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, adapter: Any) -> dict[str, np.ndarray]:
+        scores = ATTRIBUTION_METHODS.create(self.method, seed=0, **self.settings).attribute(
+            adapter, self.example, target=self.target).scores
+        self.calls.append(np.array(scores))
+        return {self.method: scores}
+
+
+def snapshot(adapter: Any, inputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    state = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+    with torch.no_grad():
+        return state, adapter.run(inputs).clone()
+
+
+def assert_unchanged(adapter: Any, inputs: dict[str, torch.Tensor], before: tuple[dict[str, torch.Tensor], torch.Tensor]) -> None:
+    state, logits = before
+    now_state, now_logits = snapshot(adapter, inputs)
+    assert state.keys() == now_state.keys()
+    assert all(torch.equal(state[k], now_state[k]) for k in state)
+    assert torch.equal(logits, now_logits)  # bit-identical outputs
+
+
+def final_rows(frame: Any) -> Any:
+    return frame[frame["step"] == frame["step"].max()]
+
+
+# --- layers and randomization -----------------------------------------------------------------
+
+def test_tabular_layers_run_from_the_output_down(loan_adapter):
+    blocks = layer_blocks(loan_adapter)
+    assert [label for label, _ in blocks] == ["output", "L5", "L4", "L3", "L2", "L1", "L0"]
+    modules = dict(loan_adapter.model.named_modules())
+    linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
+    assert [prefixes[0] for _, prefixes in blocks] == linears[::-1]
+
+
+def test_text_layers_are_head_then_last_layer_first(tiny_sentiment):
+    blocks = layer_blocks(tiny_sentiment)
+    assert [label for label, _ in blocks] == ["head", "L1", "L0"]
+    head = blocks[0][1]
+    assert "classifier" in head and "bert.pooler.dense" in head
+    assert not any(p.startswith(("bert.embeddings", "bert.encoder")) for p in head)
+    assert blocks[1][1] == ("bert.encoder.layer.1",)
+    with_embeddings = layer_blocks(tiny_sentiment, embeddings=True)
+    assert with_embeddings[-1] == ("embeddings", ("bert.embeddings",))
+
+
+def test_randomized_copy_changes_only_the_top_layers(loan_adapter):
+    inputs = {"x": loan_adapter.transform(loan_adapter.background.head(16))}
+    before = snapshot(loan_adapter, inputs)
+    clone = randomized_copy(loan_adapter, n_blocks=2, seed=0)
+    assert clone.model is not loan_adapter.model
+    assert clone.hidden_modules[0] is not loan_adapter.hidden_modules[0]
+    assert all(any(m is h for m in clone.model.modules()) for h in clone.hidden_modules)
+    linears = [(a, b) for a, b in zip(loan_adapter.model.modules(), clone.model.modules(), strict=True)
+               if isinstance(a, nn.Linear)]
+    for i, (orig, new) in enumerate(linears):
+        same = torch.equal(orig.weight, new.weight) and torch.equal(orig.bias, new.bias)
+        assert same == (i < len(linears) - 2), f"Linear {i}"
+    orig, new = linears[-2]
+    ratio = float(new.weight.detach().std() / orig.weight.detach().std())
+    assert 0.7 < ratio < 1.4  # redrawn at the scale of the weights it replaced
+    with torch.no_grad():
+        assert not torch.allclose(clone.run(inputs), before[1])
+    assert_unchanged(loan_adapter, inputs, before)
+
+
+def test_same_seed_same_randomization(loan_adapter):
+    a, b = randomized_copy(loan_adapter, seed=3), randomized_copy(loan_adapter, seed=3)
+    c = randomized_copy(loan_adapter, seed=4)
+    sa, sb, sc = (m.model.state_dict() for m in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_randomize_block_rejects_an_empty_block(loan_adapter):
+    clone = detached_copy(loan_adapter)
+    with pytest.raises(TwopathError):
+        randomize_block(clone.model, ("no.such.module",), torch.Generator().manual_seed(0))
+
+
+# --- the check --------------------------------------------------------------------------------
+
+def test_a_constant_attribution_fails(loan_adapter):
+    def constant(_: Any) -> dict[str, np.ndarray]:
+        return {"constant": np.array([0.5, -2.0, 1.0, 3.0, 0.1])}
+
+    frame = randomization_check(loan_adapter, constant, seed=0)
+    assert set(frame["verdict"]) == {"fails"}
+    assert np.allclose(frame["spearman_abs"], 1.0) and np.allclose(frame["spearman_signed"], 1.0)
+    assert sorted(frame["step"].unique()) == list(range(8))  # step 0 plus 7 layers
+    assert final_rows(frame)["randomized"].iloc[0] == "output+L5+L4+L3+L2+L1+L0"
+
+
+def test_integrated_gradients_passes_on_the_tiny_text_model(tiny_sentiment):
+    inputs = tiny_sentiment.forward_inputs(Example("s", SENTENCE))
+    before = snapshot(tiny_sentiment, inputs)
+    explain = Recorder("integrated_gradients", Example("s", SENTENCE), "positive")
+    frame = randomization_check(tiny_sentiment, explain, seed=0, repeats=3)
+    assert len(explain.calls) == 1 + 3 * 3  # the original once, then 3 layers x 3 repeats
+    assert (frame.loc[frame["step"] == 0, "spearman_abs"] == 1.0).all()
+    summary = verdicts(frame)["integrated_gradients"]
+    assert summary["verdict"] == "passes"
+    assert abs(summary["spearman_abs"]) < 0.5
+    assert len(summary["spearman_abs_per_repeat"]) == 3
+    json.dumps(verdicts(frame))  # JSON-friendly
+    assert_unchanged(tiny_sentiment, inputs, before)
+
+
+def test_integrated_gradients_passes_on_the_loan_model(loan_adapter):
+    inputs = loan_adapter.forward_inputs(LOAN_EXAMPLE)
+    before = snapshot(loan_adapter, inputs)
+    # randomized MLPs often need IG's full 512 steps to converge, and captum's Gauss-Legendre
+    # nodes for 512 steps are slow to compute; 128 steps give the same rankings here
+    explain = Recorder("integrated_gradients", LOAN_EXAMPLE, "approved", max_steps=128)
+    frame = randomization_check(loan_adapter, explain, seed=0, repeats=5)
+    final = final_rows(frame)
+    assert len(final) == 5 and (final["verdict"] == "passes").all()
+    assert abs(final["spearman_abs"].mean()) < 0.5
+    assert not np.allclose(explain.calls[0], explain.calls[-1])
+    assert_unchanged(loan_adapter, inputs, before)
+
+
+def test_shap_on_a_randomized_copy_is_not_served_from_the_cache(loan_adapter):
+    shap = Recorder("shap", LOAN_EXAMPLE, "approved", algorithm="exact")
+    original = shap(loan_adapter)["shap"]
+    assert "_evaluators" in loan_adapter.__dict__  # the cache the copy must not inherit
+    faithful = detached_copy(loan_adapter)
+    assert "_evaluators" not in faithful.__dict__
+    np.testing.assert_allclose(shap(faithful)["shap"], original, rtol=1e-6, atol=1e-9)
+    randomized = randomized_copy(loan_adapter, seed=0)
+    assert "_evaluators" not in randomized.__dict__
+    assert not np.allclose(shap(randomized)["shap"], original)
+
+
+def test_each_cascade_step_explains_its_own_model(loan_adapter):
+    shap = Recorder("shap", LOAN_EXAMPLE, "approved", algorithm="exact")
+    randomization_check(loan_adapter, shap, n_steps=3, seed=0)
+    assert len(shap.calls) == 4
+    for before, after in zip(shap.calls, shap.calls[1:], strict=False):
+        assert not np.allclose(before, after)  # no step reuses the previous step's memo
+
+
+def test_the_check_is_repeatable(loan_adapter):
+    explain: Callable[[Any], dict[str, np.ndarray]] = Recorder("gradient_x_input", LOAN_EXAMPLE, "approved")
+    a = randomization_check(loan_adapter, explain, seed=1)
+    b = randomization_check(loan_adapter, explain, seed=1)
+    assert a.equals(b)
+
+
+def test_verdict_rule():
+    assert verdict(0.49) == "passes"
+    assert verdict(-0.49) == "passes"
+    assert verdict(0.5) == "fails"
+    assert verdict(-0.8) == "fails"
+    assert verdict(0.3, threshold=0.2) == "fails"
+    assert verdict(float("nan")) == "inconclusive"
+
+
+def test_bad_inputs_raise(loan_adapter):
+    explain = Recorder("gradient_x_input", LOAN_EXAMPLE, "approved")
+    with pytest.raises(TwopathError):
+        randomization_check(loan_adapter, explain, n_steps=0)
+    with pytest.raises(TwopathError):
+        randomization_check(loan_adapter, explain, n_steps=8)
+    with pytest.raises(TwopathError):
+        randomization_check(loan_adapter, explain, threshold=0.0)
+    with pytest.raises(TwopathError):
+        randomization_check(loan_adapter, explain, repeats=0)
+    with pytest.raises(TwopathError):
+        randomization_check(loan_adapter, lambda _: {})
+
+    def shrinking(adapter: Any) -> dict[str, np.ndarray]:
+        n = 5 if adapter is loan_adapter else 4
+        return {"m": np.arange(n, dtype=float)}
+
+    with pytest.raises(TwopathError):
+        randomization_check(loan_adapter, shrinking, n_steps=1)
