@@ -89,6 +89,7 @@ def explain(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/explain"),
     target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label)")] = None,
     corrupt: Annotated[str | None, typer.Option(help="contrast sentence of the same token length for patching")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with [methods] and per-method settings")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -114,13 +115,71 @@ def explain(
         adapter.background = list(sentiment.split(seed=0)[1]["text"].sample(64, random_state=seed))
         example = Example("input", text, target)
         contrast = Example("contrast", corrupt, target) if corrupt else text_counterfactual(adapter)
-        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say)
+        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **run_options(config))
         report = Report("explain", {**adapter.describe(), "accuracy": None}, [result],
                         reproducibility(seed, {"key": str(model)}))
         paths = write_report(report, out, fmt)
         typer.echo("  ".join(str(p) for p in paths.values()))
 
     _run(action)
+
+
+@app.command("explain-tabular")
+def explain_tabular(
+    model: Annotated[Path, typer.Option(help="folder with model.safetensors and twopath_tabular.json")],
+    data: Annotated[Path, typer.Option(help="CSV with the model's feature columns (background and rows)")],
+    row: Annotated[int, typer.Option(help="0-based row of the CSV to explain")],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/explain-tabular"),
+    target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label)")] = None,
+    contrast_row: Annotated[int | None, typer.Option(help="row to patch from (default: the nearest row predicted differently)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with [methods] and per-method settings")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Explain one row of a table with your own torch MLP (saved as safetensors + a small config)."""
+    fmt = _formats(formats)
+    say = _say(quiet)
+
+    def action() -> None:
+        from twopath.models.tabular import TorchTabularClassifier
+        from twopath.pipeline import explain as run_explain
+        from twopath.reports import write_report
+        from twopath.tasks import nearest_contrast, read_table, reproducibility
+        from twopath.types import Example, Report
+
+        adapter = TorchTabularClassifier.load(model)
+        frame = read_table(data, adapter)
+        if not 0 <= row < len(frame):
+            raise_error(f"--row {row} is out of range: the table has {len(frame)} rows")
+        if target is not None:
+            adapter.label_index(target)
+        adapter.background = frame.sample(min(200, len(frame)), random_state=seed)
+        other = contrast_row if contrast_row is not None else nearest_contrast(adapter, frame, row)
+        contrast = None if other is None else Example(f"row-{other}", frame.iloc[other].to_dict())
+        example = Example(f"row-{row}", frame.iloc[row].to_dict(), target)
+        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **run_options(config))
+        report = Report("explain-tabular", {**adapter.describe(), "accuracy": None}, [result],
+                        reproducibility(seed, {"key": str(model)}))
+        paths = write_report(report, out, fmt)
+        typer.echo("  ".join(str(p) for p in paths.values()))
+
+    _run(action)
+
+
+def raise_error(message: str) -> None:
+    from twopath.types import TwopathError
+
+    raise TwopathError(message)
+
+
+def run_options(config: Path | None) -> dict:  # type: ignore[type-arg]
+    """Methods and settings from a TOML file (see docs/configuration.md)."""
+    if config is None:
+        return {}
+    from twopath.config import load_config
+
+    return load_config(config)
 
 
 @app.command()

@@ -146,6 +146,34 @@ def hmda(seed: int = 0, say: Say = print) -> Report:
     return Report("hmda", model, [result], reproducibility(seed, manifest))
 
 
+def read_table(path: Any, adapter: Any) -> Any:
+    """A user's CSV with the model's features, validated (one-line errors)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise TwopathError(f"data file does not exist: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise TwopathError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    if frame.empty:
+        raise TwopathError(f"{path}: the table has no rows")
+    return adapter.frame(frame).reset_index(drop=True)
+
+
+def nearest_contrast(adapter: Any, frame: Any, row: int) -> int | None:
+    """The most similar row (standardized distance) that the model labels differently."""
+    labels = adapter.predict_proba(frame).argmax(1)
+    others = np.flatnonzero(labels != labels[row])
+    if len(others) == 0:
+        return None
+    z = adapter.transform(frame).numpy()
+    return int(others[np.argmin(np.linalg.norm(z[others] - z[row], axis=1))])
+
+
 def run_task(name: str, seed: int = 0, say: Say = print) -> Report:
     runners = {"sentiment": sentiment, "loan": loan, "hmda": hmda}
     if name not in runners:
