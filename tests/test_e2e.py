@@ -22,12 +22,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def sentiment_report():
-    return tasks.sentiment(seed=0, say=lambda _: None)
+    return tasks.sentiment(seed=0, say=lambda _: None, dataset_size=4)
 
 
 @pytest.fixture(scope="module")
 def loan_report():
-    return tasks.loan(seed=0, say=lambda _: None)
+    return tasks.loan(seed=0, say=lambda _: None, dataset_size=10)
 
 
 def _contract(doc: dict, task: str) -> dict:
@@ -118,7 +118,7 @@ def test_loan_shap_additivity_and_signs(loan_report):
 
 
 def test_same_seed_same_json(loan_report):
-    again = tasks.loan(seed=0, say=lambda _: None)
+    again = tasks.loan(seed=0, say=lambda _: None, dataset_size=10)
     assert render_json(again) == render_json(loan_report)
 
 
@@ -128,7 +128,7 @@ def test_cli_reproduce_and_bad_input(tmp_path):
     from twopath.cli import app
 
     runner = CliRunner()
-    ok = runner.invoke(app, ["reproduce", "loan", "--out", str(tmp_path), "--quiet"])
+    ok = runner.invoke(app, ["reproduce", "loan", "--out", str(tmp_path), "--quiet", "--dataset-size", "3"])
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "loan" / "report.html").is_file()
     bad = runner.invoke(app, ["explain", "--model", str(tmp_path / "missing"), "--text", "good", "--out", str(tmp_path / "x")])
@@ -137,3 +137,28 @@ def test_cli_reproduce_and_bad_input(tmp_path):
     assert not (tmp_path / "x").exists()
     empty = runner.invoke(app, ["explain", "--model", str(tmp_path), "--text", "   ", "--out", str(tmp_path / "y")])
     assert empty.exit_code == 2 and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("which", ["sentiment", "loan"])
+def test_comparison_sections(which, sentiment_report, loan_report, tmp_path):
+    report = sentiment_report if which == "sentiment" else loan_report
+    doc = json.loads(render_json(report))
+    example = doc["examples"][0]
+    tables = example["tables"]
+    verdicts = {c["verdict"] for c in tables["claims"]}
+    assert verdicts <= {"supported", "partly", "not supported"} and len(tables["claims"]) >= 4
+    assert all(c["rule"] and c["measured"] for c in tables["claims"])
+    methods = {(r["path"], r["method"]) for r in tables["faithfulness"]}
+    assert ("input", "random order") in methods and ("internal", "random order") in methods
+    shap_row = next(r for r in tables["faithfulness"] if r["method"] == "shap")
+    random_row = next(r for r in tables["faithfulness"] if r["path"] == "input" and r["method"] == "random order")
+    assert shap_row["aopc_deletion"] > random_row["aopc_deletion"]  # SHAP's order beats a random one
+    assert len(tables["aspects"]) == 8
+    assert {r["verdict"] for r in tables["sanity"]["rows"]} <= {"passes", "fails", "inconclusive"}
+    assert len(tables["edit_test"]["rows"]) == 2
+    assert 0.0 <= tables["bridges"]["share_on_top_units"] <= 1.0
+    assert doc["dataset"]["n_examples"] >= 3
+    paths = write_report(report, tmp_path / which, ["html", "csv"])
+    assert any(p.name.endswith("__claims.csv") for p in paths["csv"].iterdir())
+    html = paths["html"].read_text()
+    assert "Over the dataset" in html and "The seed&#39;s claims, measured" in html or "claims" in html

@@ -7,6 +7,7 @@ Heavy libraries (torch, transformers, shap, lime, captum) are imported inside th
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,26 @@ def _say(quiet: bool):  # type: ignore[no-untyped-def]
 
     console = Console(stderr=True)
     return lambda msg: console.print(f"[dim]·[/dim] {msg}")
+
+
+@contextmanager
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    """A rich progress bar for the long loops (the dataset section), or nothing when quiet."""
+    if quiet:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("  examples"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("examples", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _run(action):  # type: ignore[no-untyped-def]
@@ -60,6 +81,7 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="output folder; one sub-folder per task")] = Path("reports"),
     seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds")] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
+    dataset_size: Annotated[int | None, typer.Option(help="held-out examples for the dataset section (default 200 sentences / 500 applicants; 0 = skip)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress messages")] = False,
 ) -> None:
     """Reproduce a seed example (the sentiment sentence, the loan applicant) end to end."""
@@ -75,7 +97,8 @@ def reproduce(
         from twopath.tasks import run_task
 
         for name in chosen:
-            report = run_task(name, seed=seed, say=say)
+            with _progress(quiet) as progress:
+                report = run_task(name, seed=seed, say=say, dataset_size=dataset_size, progress=progress)
             paths = write_report(report, out / name, fmt)
             typer.echo(f"{name}: " + "  ".join(str(p) for p in paths.values()))
 

@@ -9,8 +9,10 @@ examples (default 200 sentences or 500 applicants) and aggregates:
 * the *type of insight* comparison of the aspect table: the probability drop when the top
   component is mean-ablated versus when the top unit is deleted, and how often each is larger.
 
-Per-example costs are kept small: SHAP uses the Partition explainer with a bounded budget (or the
-exact table on short inputs), LIME is left out (its stability is measured on the seed example).
+Per-example costs are kept small: SHAP uses the Partition explainer with a budget of 100
+evaluations (or the exact table on inputs of at most 8 units), IG at most 64 steps, the internal
+curves the top 10 components, and LIME is left out (its stability is measured on the seed
+example).
 """
 
 from __future__ import annotations
@@ -38,13 +40,13 @@ def _one(adapter: Any, example: Example, methods: Sequence[str], seed: int) -> d
         probs = torch.softmax(adapter.run(adapter.forward_inputs(example)), -1)[0].numpy()
     target = adapter.labels[int(probs.argmax())]
     example = example.with_target(target)
-    settings = {"shap": {"max_evals": 200, "exact_max_units": 8}}
+    settings = {"shap": {"max_evals": 100, "exact_max_units": 8}, "integrated_gradients": {"max_steps": 64}}
     attributions = [ATTRIBUTION_METHODS.create(m, seed=seed, **settings.get(m, {})).attribute(adapter, example, target=target)
                     for m in methods if adapter.modality in ATTRIBUTION_METHODS.get(m).modalities]
     kind = "head_ablation" if adapter.modality == "text" else "neuron_ablation"
     ablation = MECHANISTIC_METHODS.create(kind).localize(adapter, example, target=target)
-    rows = faithfulness.input_faithfulness(adapter, example, attributions, n_random=5, seed=seed)
-    rows += faithfulness.internal_faithfulness(adapter, example, [ablation], k_max=10, n_random=5, seed=seed)
+    rows = faithfulness.input_faithfulness(adapter, example, attributions, n_random=3, seed=seed)
+    rows += faithfulness.internal_faithfulness(adapter, example, [ablation], k_max=10, n_random=3, seed=seed)
     unit_drop = next(r for r in rows if r["method"] == attributions[0].method)
     comp_drop = next(r for r in rows if r["method"] == kind)
     agreement = {f"{a.method} vs {b.method}": spearman(a.scores, b.scores) for a, b in combinations(attributions, 2)}

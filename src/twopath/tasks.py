@@ -18,6 +18,7 @@ from twopath import __version__
 from twopath.pipeline import Say, explain
 from twopath.types import Attribution, Example, Report, TwopathError
 
+Progress = Callable[[int, int], None]
 TASKS = ("sentiment", "loan", "hmda")
 
 
@@ -62,7 +63,18 @@ def text_counterfactual(adapter: Any) -> Callable[[Example, Attribution], Exampl
     return make
 
 
-def sentiment(seed: int = 0, say: Say = print, text: str | None = None) -> Report:
+DATASET_SIZE = {"sentiment": 200, "loan": 500, "hmda": 200}
+
+
+def _dataset(adapter: Any, examples: list[Example], seed: int, say: Say, progress: Progress | None) -> dict[str, Any]:
+    from twopath.evaluation import dataset_summary
+
+    say(f"both paths over {len(examples)} held-out examples")
+    return dataset_summary(adapter, examples, seed=seed, progress=progress)
+
+
+def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_size: int | None = None,
+              progress: Progress | None = None) -> Report:
     from twopath.datasets import sentiment as data
     from twopath.models import zoo
     from twopath.models.text import HFTextClassifier
@@ -86,10 +98,16 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None) -> Repor
     else:
         result.notes.append("the model does not read the sentence as positive; the seed's claims were not measured")
     model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "trained_from": manifest.get("base")}
-    return Report("sentiment", model, [result], reproducibility(seed, manifest))
+    report = Report("sentiment", model, [result], reproducibility(seed, manifest))
+    n = DATASET_SIZE["sentiment"] if dataset_size is None else dataset_size
+    if n > 0:
+        pool = test[~test["text"].isin(adapter.background)]
+        texts = list(pool["text"].sample(min(n, len(pool)), random_state=seed + 2))
+        report.dataset = _dataset(adapter, [Example(f"test-{i}", t) for i, t in enumerate(texts)], seed, say, progress)
+    return report
 
 
-def loan(seed: int = 0, say: Say = print) -> Report:
+def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
     from twopath.datasets import loan as data
     from twopath.models import zoo
     from twopath.models.tabular import TorchTabularClassifier
@@ -112,10 +130,16 @@ def loan(seed: int = 0, say: Say = print) -> Report:
     result.tables["claims"] = findings["claims"]
     result.tables["mechanisms"] = findings["mechanisms"]
     model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}
-    return Report("loan", model, [result], reproducibility(seed, manifest))
+    report = Report("loan", model, [result], reproducibility(seed, manifest))
+    n = DATASET_SIZE["loan"] if dataset_size is None else dataset_size
+    if n > 0:
+        _, test = data.split(seed=0)
+        rows = test.sample(min(n, len(test)), random_state=seed + 2)[list(data.FEATURES)].to_dict(orient="records")
+        report.dataset = _dataset(adapter, [Example(f"test-{i}", r) for i, r in enumerate(rows)], seed, say, progress)
+    return report
 
 
-def hmda(seed: int = 0, say: Say = print) -> Report:
+def hmda(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
     from twopath.datasets import loan as data
     from twopath.models import zoo
     from twopath.models.tabular import TorchTabularClassifier
@@ -143,7 +167,12 @@ def hmda(seed: int = 0, say: Say = print) -> Report:
                      settings={"shap": {"algorithm": "permutation", "max_evals": 2000}})
     model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc"),
              "majority_baseline": manifest.get("majority_baseline")}
-    return Report("hmda", model, [result], reproducibility(seed, manifest))
+    report = Report("hmda", model, [result], reproducibility(seed, manifest))
+    n = DATASET_SIZE["hmda"] if dataset_size is None else dataset_size
+    if n > 0:
+        rows = frame.drop(index=[idx, other]).sample(min(n, len(frame) - 2), random_state=seed + 2)[features].to_dict(orient="records")
+        report.dataset = _dataset(adapter, [Example(f"row-{i}", r) for i, r in enumerate(rows)], seed, say, progress)
+    return report
 
 
 def read_table(path: Any, adapter: Any) -> Any:
@@ -174,8 +203,9 @@ def nearest_contrast(adapter: Any, frame: Any, row: int) -> int | None:
     return int(others[np.argmin(np.linalg.norm(z[others] - z[row], axis=1))])
 
 
-def run_task(name: str, seed: int = 0, say: Say = print) -> Report:
-    runners = {"sentiment": sentiment, "loan": loan, "hmda": hmda}
+def run_task(name: str, seed: int = 0, say: Say = print, dataset_size: int | None = None,
+             progress: Progress | None = None) -> Report:
+    runners: dict[str, Callable[..., Report]] = {"sentiment": sentiment, "loan": loan, "hmda": hmda}
     if name not in runners:
         raise TwopathError(f"unknown task {name!r}; expected one of {list(TASKS)} or all")
-    return runners[name](seed=seed, say=say)
+    return runners[name](seed=seed, say=say, dataset_size=dataset_size, progress=progress)

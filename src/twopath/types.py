@@ -17,6 +17,7 @@ Components are named the TransformerLens way, with 0-based indices:
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,16 @@ class Example:
         return Example(self.id, self.raw, target)
 
 
+def _html_rows(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A small escaped HTML table for Jupyter (``_repr_html_``)."""
+    def cell(v: Any) -> str:
+        return html.escape(f"{v:+.4f}" if isinstance(v, float) else str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<p><b>{html.escape(title)}</b></p><table><tr>{head}</tr>{body}</table>"
+
+
 def _as_float_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
     arr.setflags(write=False)
@@ -144,6 +155,10 @@ class Attribution:
             "base_value": None if self.base_value is None else float(self.base_value),
             "meta": dict(self.meta),
         }
+
+    def _repr_html_(self) -> str:
+        title = f"{self.method} on {self.example_id} (target {self.target}, {self.meta.get('output', 'logit_diff')})"
+        return _html_rows(title, ["unit", "score"], [(u, float(s)) for u, s in zip(self.units, self.scores, strict=True)])
 
     def to_frame(self) -> Any:
         import pandas as pd
@@ -215,6 +230,10 @@ class Localization:
             "meta": dict(self.meta),
         }
 
+    def _repr_html_(self) -> str:
+        title = f"{self.method} on {self.example_id} (target {self.target}, {self.metric}; top 10 of {len(self.components)})"
+        return _html_rows(title, ["component", "effect"], self.top(10))
+
     def to_frame(self) -> Any:
         import pandas as pd
 
@@ -258,6 +277,13 @@ class ExampleResult:
                 return loc
         raise KeyError(method)
 
+    def _repr_html_(self) -> str:
+        raw = self.example.raw if isinstance(self.example.raw, str) else ", ".join(f"{k}={v}" for k, v in self.example.raw.items())
+        title = (f"{self.example.id}: {raw} → {self.prediction['label']} (p={self.prediction['probability']:.3f}), "
+                 f"target {self.target}")
+        rows = [(r["path"], r["method"], r["result_here"]) for r in self.tables.get("side_by_side", [])]
+        return _html_rows(title, ["path", "method", "result here"], rows)
+
 
 @dataclass
 class Report:
@@ -267,3 +293,4 @@ class Report:
     model: dict[str, Any]
     examples: list[ExampleResult]
     reproducibility: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] | None = None

@@ -49,7 +49,7 @@ Explain = Callable[[Any], Mapping[str, Any]]
 Block = tuple[str, tuple[str, ...]]  # (label, module-name prefixes)
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
-_CACHE_ATTRS = ("_evaluators",)
+_CACHE_ATTRS = ("_evaluators", "_means")  # per-model caches that must not survive re-initialisation
 
 
 def layer_blocks(adapter: Any, embeddings: bool = False) -> list[Block]:

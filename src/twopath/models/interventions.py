@@ -19,6 +19,7 @@ context managers built on :func:`twopath.models.hooks.hooked`: the hooks always 
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -189,6 +190,30 @@ def example_activations(adapter: Any, components: Sequence[Component], inputs: d
     return out
 
 
+def background_means(adapter: Any, components: Sequence[Component]) -> dict[tuple[int, str], torch.Tensor]:
+    """Mean activations over ``adapter.background`` for every site of ``components``, cached.
+
+    The cache lives on the adapter and is keyed by the background's content, so a sweep over a
+    dataset computes the reference means once, and changing the background recomputes them.
+    """
+    background = adapter.background
+    if background is None or len(background) == 0:
+        raise TwopathError("mean ablation needs a reference sample (adapter.background)")
+    if adapter.modality == "text":
+        fingerprint = hashlib.sha1("\x00".join(background).encode()).hexdigest()
+    else:
+        fingerprint = hashlib.sha1(adapter.encode(background).tobytes()).hexdigest()
+    cache: dict[Any, torch.Tensor] = adapter.__dict__.setdefault("_means", {})
+    keys = sorted({site_key(c) for c in components})
+    missing = [k for k in keys if (fingerprint, k) not in cache]
+    if missing:
+        probes = [Component("head" if kind == "head" else "neuron" if kind == "neuron" else "layer", layer, 0)
+                  if kind != "resid" else Component("layer", layer) for layer, kind in missing]
+        for key, value in mean_activations(adapter, probes, reference_inputs(adapter)).items():
+            cache[(fingerprint, key)] = value
+    return {k: cache[(fingerprint, k)] for k in keys}
+
+
 def reference_inputs(adapter: Any) -> dict[str, torch.Tensor]:
     """The adapter's background sample as one model-input batch (for mean ablation)."""
     background = adapter.background
@@ -205,7 +230,7 @@ def ablate(adapter: Any, components: Sequence[Component], mode: str = "mean") ->
         raise TwopathError(f"unknown ablation mode {mode!r}; expected zero or mean")
     if mode == "zero":
         return [Edit(0, c, None) for c in components]
-    means = mean_activations(adapter, components, reference_inputs(adapter))
+    means = background_means(adapter, components)
     return [Edit(0, c, mean_value(adapter, c, means)) for c in components]
 
 
@@ -225,7 +250,7 @@ class MaskedAblation:
         for i, c in enumerate(self.candidates):
             self.by_layer[c.layer].append(i)
         if corrupted is None:
-            self.means = mean_activations(adapter, self.candidates, reference_inputs(adapter))
+            self.means = background_means(adapter, self.candidates)
         else:
             with torch.no_grad(), capture(adapter, self.candidates) as store:
                 adapter.run(corrupted)

@@ -161,12 +161,11 @@ class HFTextClassifier:
             max_length=self.max_length,
         )
         offsets = enc.pop("offset_mapping")[0].tolist()
-        special = self.tokenizer.get_special_tokens_mask(
-            enc["input_ids"][0].tolist(), already_has_special_tokens=True
-        )
+        # tokens added by the tokenizer ([CLS], [SEP], <s>) cover no characters; a mask token
+        # written in the text ("[MASK]") does, and belongs to its word
         token_word = np.full(len(offsets), -1, dtype=int)
-        for t, ((start, end), is_special) in enumerate(zip(offsets, special, strict=True)):
-            if is_special or end <= start:
+        for t, (start, end) in enumerate(offsets):
+            if end <= start:
                 continue
             for w, (ws, we) in enumerate(spans):
                 if ws <= start < we:

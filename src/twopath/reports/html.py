@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from twopath import __version__
-from twopath.reports.tables import example_tables
+from twopath.reports.tables import dataset_tables, example_tables
 from twopath.types import ExampleResult, Report
 
 #: Which figures go with which table (figure name -> shown above the table of that name).
@@ -98,7 +98,10 @@ def html_report(report: Report) -> str:
 
     env = Environment(loader=PackageLoader("twopath.reports", "templates"), autoescape=select_autoescape(["html", "j2"]))
     template = env.get_template("report.html.j2")
-    return template.render(report=report, examples=[example_context(e) for e in report.examples], version=__version__)
+    dataset = [{"name": name, "title": title, "about": about, "table": _html_table(frame)}
+               for name, (title, about, frame) in dataset_tables(report.dataset).items()]
+    return template.render(report=report, examples=[example_context(e) for e in report.examples], dataset=dataset,
+                           version=__version__)
 
 
 def _md_cell(v: Any) -> str:
@@ -128,5 +131,7 @@ def markdown_report(report: Report) -> str:
         out += [f"- Note: {n}" for n in ex.notes] + [""]
         for title, about, frame in example_tables(ex).values():
             out += [f"### {title}", "", about, "", md_table(frame), ""]
+    for title, about, frame in dataset_tables(report.dataset).values():
+        out += [f"## {title}", "", about, "", md_table(frame), ""]
     out += ["## Reproducibility", ""] + [f"- {k}: {v}" for k, v in report.reproducibility.items()]
     return "\n".join(out) + "\n"

@@ -211,3 +211,30 @@ def _patching_layers(result: ExampleResult) -> pd.DataFrame | None:
     frame = pd.DataFrame(layers)
     frame["top_neurons"] = frame["top_neurons"].map(", ".join)
     return frame
+
+
+def dataset_tables(dataset: dict[str, Any] | None) -> dict[str, Table]:
+    """The report-level tables of the dataset section (mean ± sd over held-out examples)."""
+    if not dataset:
+        return {}
+    n = dataset["n_examples"]
+    faith = pd.DataFrame(dataset["faithfulness"])
+    for metric in ("aopc_deletion", "aopc_insertion", "comprehensiveness", "sufficiency"):
+        faith[metric] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(faith[f"{metric}_mean"], faith[f"{metric}_std"], strict=True)]
+    faith = faith[["path", "method", "aopc_deletion", "aopc_insertion", "comprehensiveness", "sufficiency"]]
+    insight = dataset["insight"]
+    return {
+        "dataset_faithfulness": ("Over the dataset: faithfulness",
+                                 f"Mean ± sd over {n} held-out examples, each explained at its predicted label; random-order "
+                                 "controls alongside.", faith),
+        "dataset_agreement": ("Over the dataset: agreement between input methods", f"Spearman ρ over {n} examples.",
+                              pd.DataFrame(dataset["agreement"])),
+        "dataset_insight": ("Over the dataset: top component vs top unit",
+                            "Drop in target probability when the top component is mean-ablated vs when the top unit is "
+                            "deleted, and how often the component's effect is the larger one.",
+                            pd.DataFrame([{
+                                "top unit deleted": f"{insight['top_unit_drop_mean']:.3f} ± {insight['top_unit_drop_sd']:.3f}",
+                                "top component ablated": f"{insight['top_component_drop_mean']:.3f} ± {insight['top_component_drop_sd']:.3f}",
+                                "share of examples where the component matters more": insight["share_component_larger"],
+                            }])),
+    }

@@ -65,6 +65,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "task": report.task,
         "model": report.model,
         "examples": [example_dict(e) for e in report.examples],
+        "dataset": report.dataset,
         "reproducibility": report.reproducibility,
     })
 
@@ -87,12 +88,14 @@ def render_html(report: Report) -> str:
 
 def render_csv(report: Report) -> dict[str, str]:
     """One CSV text per table: ``<example id>__<table>.csv``."""
-    from twopath.reports.tables import example_tables
+    from twopath.reports.tables import dataset_tables, example_tables
 
     files = {}
     for ex in report.examples:
         for name, (_, _, frame) in example_tables(ex).items():
             files[f"{ex.example.id}__{name}.csv"] = frame.to_csv(index=False)
+    for name, (_, _, frame) in dataset_tables(report.dataset).items():
+        files[f"{name}.csv"] = frame.to_csv(index=False)
     return files
 
 
