@@ -32,7 +32,4 @@ class AttentionWeights(AttributionMethod):
         if not out.attentions:
             raise TwopathError("the model returned no attention weights (use eager attention)")
         weights = out.attentions[-1][0].mean(0)[0].numpy()  # heads averaged; row of the first token
-        scores = np.zeros(len(inp.words))
-        is_word = inp.token_word >= 0
-        np.add.at(scores, inp.token_word[is_word], weights[is_word])
-        return scores, None, {"n_evals": 1, "n_model_rows": 1, "causal": False, "layer": adapter.n_layers - 1}
+        return inp.merge(weights), None, {"n_evals": 1, "n_model_rows": 1, "causal": False, "layer": adapter.n_layers - 1}

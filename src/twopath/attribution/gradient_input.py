@@ -38,11 +38,7 @@ class GradientXInput(AttributionMethod):
                 return adapter.output(logits, target, self.output)
 
             attr = InputXGradient(forward).attribute(emb.clone().requires_grad_(True))
-            token_scores = attr.sum(-1)[0].detach().numpy()
-            scores = np.zeros(len(inp.words))
-            is_word = inp.token_word >= 0
-            np.add.at(scores, inp.token_word[is_word], token_scores[is_word])
-            return scores, None, {"n_evals": 1, "n_model_rows": 1}
+            return inp.merge(attr.sum(-1)[0].detach().numpy()), None, {"n_evals": 1, "n_model_rows": 1}
         x = adapter.transform(adapter.check_example(example))
 
         def forward_tab(inputs: torch.Tensor) -> torch.Tensor:

@@ -89,10 +89,7 @@ class IntegratedGradients(AttributionMethod):
             f_base = forward(base, mask)
             gap = float(forward(emb, mask) - f_base)
         attr, rel, steps = self._integrate(CaptumIG(forward), emb, base, (mask,), gap)
-        token_scores = attr.sum(-1)[0].detach().numpy()
-        scores = np.zeros(len(inp.words))
-        is_word = inp.token_word >= 0
-        np.add.at(scores, inp.token_word[is_word], token_scores[is_word])
+        scores = inp.merge(attr.sum(-1)[0].detach().numpy())
         return scores, float(f_base.reshape(-1)[0]), {
             "baseline": baseline, "n_steps": steps, "completeness_delta": rel,
             "n_evals": steps, "n_model_rows": steps,

@@ -82,10 +82,7 @@ def component_input_attribution(adapter: Any, example: Example, component: Compo
             return read(store["act"])
 
         attr = IntegratedGradients(forward).attribute(emb, baselines=base, n_steps=n_steps, internal_batch_size=64)
-        token = attr.sum(-1)[0].detach().numpy()
-        scores = np.zeros(len(inp.words))
-        np.add.at(scores, inp.token_word[inp.token_word >= 0], token[inp.token_word >= 0])
-        return scores
+        return inp.merge(attr.sum(-1)[0].detach().numpy())
     x = adapter.transform(adapter.check_example(example))
     base_x = adapter.transform(adapter.background).mean(0, keepdim=True)
     read = _component_scalar(adapter, component, None)

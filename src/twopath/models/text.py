@@ -50,6 +50,13 @@ class TextInput:
     def n_tokens(self) -> int:
         return int(self.input_ids.shape[1])
 
+    def merge(self, token_scores: np.ndarray) -> np.ndarray:
+        """Word scores: each word gets the **sum** of its sub-tokens' scores (special tokens dropped)."""
+        scores = np.zeros(len(self.words))
+        is_word = self.token_word >= 0
+        np.add.at(scores, self.token_word[is_word], np.asarray(token_scores, dtype=float)[is_word])
+        return scores
+
 
 def split_words(text: str) -> list[tuple[int, int]]:
     """Character spans of the whitespace-separated words of ``text``."""
