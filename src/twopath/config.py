@@ -59,7 +59,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
     for name, values in settings.items():
         registry = ATTRIBUTION_METHODS if name in ATTRIBUTION_METHODS else MECHANISTIC_METHODS
         cls = registry.get(name).cls
-        allowed = set(inspect.signature(cls).parameters)
+        allowed = set(inspect.signature(cls).parameters) - {"seed", "output"}
+        shared = {"seed", "output"} & set(values)
+        if shared:
+            raise TwopathError(f"{path}: [settings.{name}] cannot set {sorted(shared)}: output is set at the top level "
+                               "and the seed with --seed, the same for every method")
         bad = set(values) - allowed
         if bad:
             raise TwopathError(f"{path}: {name} has no setting(s) {sorted(bad)}; it takes {sorted(allowed)}")

@@ -49,8 +49,8 @@ def text_counterfactual(adapter: Any) -> Callable[[Example, Attribution], Exampl
         if positive is None:
             return None
         toward_positive = adapter.label_index(example.target) == positive
-        sign = 1 if toward_positive else -1
-        prefer = [attribution.units[i] for i in sorted(range(len(attribution.units)), key=lambda i: -sign * attribution.scores[i])]
+        # scores are toward the target already: the most supporting words come first
+        prefer = [attribution.units[i] for i in sorted(range(len(attribution.units)), key=lambda i: -attribution.scores[i])]
         n_tokens = lambda word: len(adapter.tokenizer.tokenize(" " + word))  # noqa: E731
         swap = swap_sentiment_word(str(example.raw), toward_positive, n_tokens, prefer=prefer)
         if swap is None:

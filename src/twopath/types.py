@@ -206,8 +206,19 @@ class Localization:
     def labels(self) -> list[str]:
         return [str(c) for c in self.components]
 
+    @property
+    def importance(self) -> np.ndarray:
+        """How much each component matters, larger = more. For ablation, the size of the effect;
+        for patching (normalized output, 0 = corrupted, 1 = clean), the share of the
+        clean-vs-corrupted gap the site carries: the restored share when denoising, the removed
+        share ``1 - effect`` when noising."""
+        if self.metric.startswith("normalized"):
+            return 1.0 - self.effects if self.meta.get("direction") == "noise" else self.effects
+        return np.abs(self.effects)
+
     def ranking(self) -> list[int]:
-        return [int(i) for i in np.argsort(-np.abs(self.effects), kind="stable")]
+        """Component indices from most to least important (see :attr:`importance`; stable)."""
+        return [int(i) for i in np.argsort(-self.importance, kind="stable")]
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return [(str(self.components[i]), float(self.effects[i])) for i in self.ranking()[:k]]

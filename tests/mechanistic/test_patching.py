@@ -191,3 +191,27 @@ def test_loan_denoising_restores_approval(loan_adapter):
     with torch.no_grad():
         logits = loan_adapter.run(loan_adapter.forward_inputs(SEED_ROW))
     assert float(target_output(logits, 1)[0]) == pytest.approx(result.clean, abs=1e-5)
+
+
+def test_attribution_patching_is_exact_where_the_output_is_linear_in_the_site():
+    """The loan MLP's logits are a linear function of its last hidden layer, so the gradient
+    estimate of patching a last-layer neuron equals exact patching."""
+    from twopath.datasets import loan
+    from twopath.mechanistic import MECHANISTIC_METHODS
+    from twopath.models import zoo
+    from twopath.models.tabular import TorchTabularClassifier
+    from twopath.types import Example
+
+    adapter = TorchTabularClassifier.load(zoo.loan_model(say=lambda _: None))
+    example, contrast = Example("x", loan.SEED_APPLICANT), Example("c", loan.CONTRAST_APPLICANT)
+    last = adapter.n_layers - 1
+    exact = MECHANISTIC_METHODS.create("activation_patching", sites=("neuron",)).localize(
+        adapter, example, target="approved", corrupted=contrast)
+    approx = MECHANISTIC_METHODS.create("attribution_patching", sites=("neuron",)).localize(
+        adapter, example, target="approved", corrupted=contrast)
+    pairs = [(e, a) for c, e, a in zip(exact.components, exact.effects, approx.effects, strict=True) if c.layer == last]
+    assert exact.labels == approx.labels
+    assert len(pairs) == adapter.widths[last]
+    exact_last, approx_last = map(np.array, zip(*pairs, strict=True))
+    np.testing.assert_allclose(approx_last, exact_last, atol=1e-4)
+    assert np.ptp(exact_last) > 1e-3  # the test is not vacuous: the neurons' effects differ

@@ -40,6 +40,7 @@ class AttributionMethod:
             raise TwopathError(f"{self.name} does not support {adapter.modality} models")
         target_idx = adapter.label_index(target)
         units = adapter.units(example)
+        self.prepare()
         start = time.perf_counter()
         scores, base_value, meta = self._scores(adapter, example, target_idx)
         scores = np.asarray(scores, dtype=float)
@@ -52,6 +53,9 @@ class AttributionMethod:
             **meta,
         }
         return Attribution(example.id, self.name, adapter.labels[target_idx], units, scores, base_value, meta)
+
+    def prepare(self) -> None:
+        """One-off, per-process work kept out of the method's measured cost (e.g. JIT compiles)."""
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         raise NotImplementedError

@@ -37,6 +37,7 @@ from twopath.models.base import OutputSpace
 from twopath.models.evaluator import evaluator_for
 from twopath.types import Example, TwopathError
 
+_WARM = False
 ALGORITHMS = ("auto", "partition", "exact", "permutation", "kernel", "deep", "gradient")
 
 
@@ -73,6 +74,19 @@ class Shap(AttributionMethod):
         self.max_evals = max_evals
         self.exact_max_units = exact_max_units
         self.background_size = background_size
+
+    def prepare(self) -> None:
+        """shap compiles its explainers with numba on first use (seconds); do it untimed, once."""
+        global _WARM
+        if _WARM:
+            return
+        import shap
+
+        absent = np.zeros((1, 4))
+        shap.explainers.Exact(lambda m: m.sum(1), shap.maskers.Independent(absent))(np.ones((1, 4)), silent=True)
+        masker = shap.maskers.Partition(absent, clustering=adjacent_word_tree(4))
+        shap.explainers.Partition(lambda m: m.sum(1), masker)(np.ones((1, 4)), max_evals=20, silent=True)
+        _WARM = True
 
     def resolve_algorithm(self, modality: str, n_units: int) -> str:
         if self.algorithm not in ALGORITHMS:

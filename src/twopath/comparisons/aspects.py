@@ -58,10 +58,13 @@ def aspect_table(tables: Mapping[str, Any], n_units: int, n_components: int, top
     word = _first(records, path="input", method="shap", k=1)
     comp = next((r for r in records or [] if r.get("path") == "internal" and r.get("k") == 1), None)
     if word and comp:
-        larger = "the component" if abs(comp["drop"]) > abs(word["drop"]) else "the unit"
+        if max(abs(comp["drop"]), abs(word["drop"])) < 0.005:
+            larger = "neither changes the prediction noticeably"
+        else:
+            larger = ("the component" if abs(comp["drop"]) > abs(word["drop"]) else "the unit") + " matters more here"
         evidence["type of insight"] = (f"ablating the top component ({', '.join(comp['removed'])}) changes the target probability by "
                                        f"{-comp['drop']:+.3f}; deleting the top unit ({', '.join(word['removed'])}) by {-word['drop']:+.3f} "
-                                       f"— {larger} matters more here")
+                                       f"— {larger}")
     edit = tables.get("edit_test") or {}
     if edit.get("rows"):
         parts = [f"{r['source']}: {r['example_change']:+.3f} on the example, {r['related_change']:+.3f} on related inputs, "

@@ -19,6 +19,12 @@ output; for an MLP, a whole hidden layer) and per residual position (layer × to
 Effects are ``clean output - ablated output`` (positive: the component pushes toward the target)
 in the run's output space; ``meta["probability"]`` holds the target probability under each
 ablation. One batch row per component, so a sweep over 72 heads is one or two forward passes.
+
+With ``prefix_cache`` (the default) the clean run records the residual stream entering every
+layer, and the rows ablating a layer-``l`` component start from it instead of recomputing the
+embeddings and layers ``0..l-1`` (:mod:`twopath.models.prefix`); the effects are the same.
+It applies to transformers; an MLP's layers are cheaper than the extra forward calls, so there
+one full batched pass runs.
 """
 
 from __future__ import annotations
@@ -28,7 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output, sweep
+from twopath.mechanistic.base import (
+    MECHANISTIC_METHODS,
+    InterventionMethod,
+    logits_output,
+    run_output,
+    sweep,
+)
 from twopath.models.base import OutputSpace
 from twopath.models.interventions import (
     Edit,
@@ -38,6 +50,7 @@ from twopath.models.interventions import (
     mean_value,
     reference_inputs,
 )
+from twopath.models.prefix import PrefixCache, pays_off
 from twopath.types import Component, Example, TwopathError
 
 MODES = ("zero", "mean", "resample")
@@ -47,23 +60,29 @@ class _Ablation(InterventionMethod):
     kind = "neuron"
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, mode: str = "mean",
-                 n_resamples: int = 8, seed: int = 0):
+                 n_resamples: int = 8, seed: int = 0, prefix_cache: bool = True):
         super().__init__(output, batch_size)
         self.mode = mode
         self.n_resamples = n_resamples
         self.seed = seed
+        self.prefix_cache = prefix_cache
 
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
         if self.mode not in MODES:
             raise TwopathError(f"unknown ablation mode {self.mode!r}; expected one of {list(MODES)}")
         inputs = adapter.forward_inputs(example)
         components = self.components(adapter, inputs)
-        clean, clean_prob = run_output(adapter, inputs, target, self.output)
+        prefix = PrefixCache.capture(adapter, inputs) if self.prefix_cache and pays_off(adapter) else None
+        if prefix is not None:  # the clean run that fills the cache gives the clean output too
+            clean, clean_prob = logits_output(adapter, prefix.logits, target, self.output)
+        else:
+            clean, clean_prob = run_output(adapter, inputs, target, self.output)
         if self.mode == "resample":
-            outputs, probs = self._resampled(adapter, inputs, components, target)
+            outputs, probs = self._resampled(adapter, inputs, components, target, prefix)
         else:
             edits = ablate(adapter, components, self.mode)
-            outputs, probs, _ = sweep(adapter, inputs, [[e] for e in edits], target, self.output, self.batch_size)
+            outputs, probs, _ = sweep(adapter, inputs, [[e] for e in edits], target, self.output, self.batch_size,
+                                      prefix_cache=prefix or False)
         return {
             "metric": f"{self.output}_drop",
             "components": components,
@@ -73,14 +92,16 @@ class _Ablation(InterventionMethod):
                      "n_forward_rows": len(components) * (self.n_resamples if self.mode == "resample" else 1) + 1},
         }
 
-    def _resampled(self, adapter: Any, inputs: dict[str, Any], components: list[Component], target: int) -> tuple[np.ndarray, np.ndarray]:
+    def _resampled(self, adapter: Any, inputs: dict[str, Any], components: list[Component], target: int,
+                   prefix: PrefixCache | None = None) -> tuple[np.ndarray, np.ndarray]:
         reference = reference_inputs(adapter)
         n_ref = next(iter(reference.values())).shape[0]
         rng = np.random.default_rng(self.seed)
         picks = rng.choice(n_ref, size=min(self.n_resamples, n_ref), replace=False)
         donors = example_activations(adapter, components, {k: v[picks] for k, v in reference.items()})
         rows = [[Edit(0, c, mean_value(adapter, c, donor))] for donor in donors for c in components]
-        outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size)
+        outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size,
+                                  prefix_cache=prefix or False)
         shape = (len(donors), len(components))
         return outputs.reshape(shape).mean(0), probs.reshape(shape).mean(0)
 
@@ -104,8 +125,9 @@ class NeuronAblation(_Ablation):
     what_it_tells_you = "how much the decision needs each hidden neuron"
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, mode: str = "mean",
-                 n_resamples: int = 8, seed: int = 0, layers: tuple[int, ...] | None = None):
-        super().__init__(output, batch_size, mode, n_resamples, seed)
+                 n_resamples: int = 8, seed: int = 0, layers: tuple[int, ...] | None = None,
+                 prefix_cache: bool = True):
+        super().__init__(output, batch_size, mode, n_resamples, seed, prefix_cache)
         self.layers = layers
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:

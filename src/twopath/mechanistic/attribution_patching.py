@@ -18,34 +18,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output
+from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod
 from twopath.mechanistic.patching import check_contrast, patch_components
 from twopath.models.base import OutputSpace
 from twopath.models.hooks import Hook, first_tensor, hooked
-from twopath.models.interventions import capture, read, site, site_key
+from twopath.models.interventions import site
 from twopath.types import Component, Example, TwopathError
 
 
-def _capture_with_grad(adapter: Any, components: Sequence[Component]) -> tuple[list[Hook], dict[tuple[int, str], torch.Tensor]]:
-    store: dict[tuple[int, str], torch.Tensor] = {}
-    hooks, seen = [], set()
-    for component in components:
-        key = site_key(component)
-        if key in seen:
-            continue
-        seen.add(key)
-        module, kind = site(adapter, component)
+def _site_probes(adapter: Any, sites: Sequence[str]) -> list[Component]:
+    """One component per (layer, site kind), enough to hook every site once."""
+    probes = []
+    for kind in sites:
+        for layer in range(adapter.n_layers):
+            probes.append(Component("resid", layer, position=0) if kind == "resid"
+                          else Component("layer", layer) if kind == "layer" else Component(kind, layer, 0))  # type: ignore[arg-type]
+    return probes
 
-        def keep(*hook_args: Any, _key: tuple[int, str] = key, _kind: str = kind) -> None:
-            tensor = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
-            tensor.retain_grad()
-            store[_key] = tensor
 
-        hooks.append(Hook(module, keep, kind))  # type: ignore[arg-type]
-    return hooks, store
+def _per_component(adapter: Any, kind: str, contribution: torch.Tensor) -> torch.Tensor:
+    """Sum a site's (source - base) * gradient product into one number per component."""
+    if kind == "head":
+        return contribution.reshape(contribution.shape[0], adapter.n_heads, -1).sum((0, 2))
+    if kind == "neuron":
+        return contribution.reshape(-1, contribution.shape[-1]).sum(0)
+    if kind == "resid":
+        return contribution.sum(-1)
+    return contribution.sum().reshape(1)  # a whole layer
 
 
 @MECHANISTIC_METHODS.register("attribution_patching")
@@ -64,28 +65,35 @@ class AttributionPatching(InterventionMethod):
         if corrupted is None:
             raise TwopathError("attribution patching needs a corrupted (contrast) example")
         clean_in, corrupt_in, direction = check_contrast(adapter, example, corrupted, self.direction)
-        clean, _ = run_output(adapter, clean_in, target, self.output)
-        corr, _ = run_output(adapter, corrupt_in, target, self.output)
+        source, base = (clean_in, corrupt_in) if direction == "denoise" else (corrupt_in, clean_in)
+        sites = tuple(self.sites or default_sites(adapter))
+        components = patch_components(adapter, clean_in, sites)
+        # one forward of [base, source]; gradients of the base row's output w.r.t. the sites only
+        acts: dict[tuple[int, str], torch.Tensor] = {}
+        hooks = []
+        for probe in _site_probes(adapter, sites):
+            module, kind = site(adapter, probe)
+
+            def keep(*hook_args: Any, _key: tuple[int, str] = (probe.layer, probe.kind), _kind: str = kind) -> None:
+                acts[_key] = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
+
+            hooks.append(Hook(module, keep, kind))  # type: ignore[arg-type]
+        both = {k: torch.cat([base[k], source[k]]) for k in base}
+        with torch.enable_grad(), hooked(adapter.model, hooks):
+            outputs = adapter.output(adapter.run(both), target, self.output)
+        base_out, source_out = float(outputs[0].detach()), float(outputs[1].detach())
+        clean, corr = (source_out, base_out) if direction == "denoise" else (base_out, source_out)
         if abs(clean - corr) < 1e-6:
             raise TwopathError("the clean and corrupted inputs give the same output; nothing to patch")
-        source, base = (clean_in, corrupt_in) if direction == "denoise" else (corrupt_in, clean_in)
-        components = patch_components(adapter, clean_in, self.sites or default_sites(adapter))
-        hooks, base_acts = _capture_with_grad(adapter, components)
-        adapter.model.zero_grad(set_to_none=True)
-        with hooked(adapter.model, hooks):
-            metric = adapter.output(adapter.run(base), target, self.output)[0]
-        metric.backward()
-        adapter.model.zero_grad(set_to_none=True)
-        with torch.no_grad(), capture(adapter, components) as source_acts:
-            adapter.run(source)
+        keys = list(acts)
+        grads = dict(zip(keys, torch.autograd.grad(outputs[0], [acts[k] for k in keys]), strict=True))
+        with torch.no_grad():
+            parts = [_per_component(adapter, kind, (acts[(layer, kind)][1] - acts[(layer, kind)][0]) * grads[(layer, kind)][0])
+                     for kind in sites for layer in range(adapter.n_layers)]
         start = 0.0 if direction == "denoise" else 1.0
-        effects = np.empty(len(components))
-        for i, c in enumerate(components):
-            key = site_key(c)
-            grad = base_acts[key].grad
-            assert grad is not None
-            delta = read(adapter, c, source_acts[key]) - read(adapter, c, base_acts[key])
-            effects[i] = start + float((delta * read(adapter, c, grad)).sum()) / (clean - corr)
+        effects = start + torch.cat(parts).double().numpy() / (clean - corr)
+        if len(effects) != len(components):
+            raise RuntimeError(f"attribution patching estimated {len(effects)} sites for {len(components)} components")
         return {"metric": "normalized_logit_diff" if self.output == "logit_diff" else "normalized_probability",
                 "components": components, "effects": effects, "clean": clean, "corrupted": corr,
                 "meta": {"direction": direction, "n_forward_rows": 2, "n_backward": 1}}

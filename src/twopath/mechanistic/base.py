@@ -9,14 +9,18 @@ component.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from twopath.models.base import OUTPUT_SPACES, OutputSpace
-from twopath.models.interventions import Edit, intervene, repeat_inputs
+from twopath.models.hooks import Hook, first_tensor, hooked, replace_first
+from twopath.models.interventions import Edit, intervene, read, repeat_inputs, site
+from twopath.models.prefix import PrefixCache
 from twopath.registry import Registry
 from twopath.types import Example, Localization, TwopathError
 
@@ -55,24 +59,181 @@ def run_output(adapter: Any, inputs: dict[str, torch.Tensor], target: int, space
     """(explained output, target probability) of one unmodified forward pass."""
     with torch.no_grad():
         logits = adapter.run(inputs)
+    return logits_output(adapter, logits, target, space)
+
+
+def logits_output(adapter: Any, logits: torch.Tensor, target: int, space: OutputSpace) -> tuple[float, float]:
+    """(explained output, target probability) of the first row of ``logits``."""
     return float(adapter.output(logits, target, space)[0]), float(torch.softmax(logits, -1)[0, target])
 
 
 def sweep(adapter: Any, inputs: dict[str, torch.Tensor], rows: Sequence[Sequence[Edit]], target: int,
-          space: OutputSpace, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          space: OutputSpace, batch_size: int, prefix_cache: bool | PrefixCache = False,
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run one forward pass per row of edits, batched.
 
     Returns (explained outputs, target probabilities, predicted label indices), one per row.
 
     ``rows[i]`` lists the edits of row ``i``; their ``row`` fields are ignored and reassigned.
+
+    With ``prefix_cache`` (``True``, or a ready :class:`~twopath.models.prefix.PrefixCache` of
+    ``inputs``), rows are grouped by the first layer (and the first site inside it) their edits
+    touch, and each group starts from the clean run's cached state there instead of re-running
+    everything before it; the results are the same. Models the cache does not support run the
+    full pass.
     """
+    prefix: PrefixCache | None = None
+    if isinstance(prefix_cache, PrefixCache):
+        prefix = prefix_cache
+    elif prefix_cache and len(rows) > 0:
+        with torch.no_grad():
+            prefix = PrefixCache.capture(adapter, inputs)
+    groups: list[tuple[tuple[int, int] | None, list[int]]]
+    if prefix is None:
+        groups = [(None, list(range(len(rows))))]
+    else:
+        by_start: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, row in enumerate(rows):
+            by_start[prefix.key([e.component for e in row])].append(i)
+        groups = [(start, by_start[start]) for start in sorted(by_start)]
+    order: list[int] = []
     outputs, probs, decisions = [], [], []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        edits = [Edit(r, e.component, e.value) for r, row in enumerate(chunk) for e in row]
-        with torch.no_grad(), intervene(adapter, edits):
-            logits = adapter.run(repeat_inputs(inputs, len(chunk)))
-        outputs.append(adapter.output(logits, target, space).numpy())
-        probs.append(torch.softmax(logits, -1)[:, target].numpy())
-        decisions.append(logits.argmax(-1).numpy())
-    return np.concatenate(outputs), np.concatenate(probs), np.concatenate(decisions)
+    for start, indices in groups:
+        for lo in range(0, len(indices), batch_size):
+            chunk = indices[lo : lo + batch_size]
+            pairs = [(r, e) for r, i in enumerate(chunk) for e in rows[i]]
+            with torch.no_grad(), _row_edits(adapter, pairs):
+                if prefix is None or start is None:
+                    logits = adapter.run(repeat_inputs(inputs, len(chunk)))
+                else:
+                    logits = prefix.run(start, len(chunk))
+            order += chunk
+            outputs.append(adapter.output(logits, target, space).numpy())
+            probs.append(torch.softmax(logits, -1)[:, target].numpy())
+            decisions.append(logits.argmax(-1).numpy())
+    if not order:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=int)
+    return _reorder(outputs, order), _reorder(probs, order), _reorder(decisions, order)
+
+
+def _reorder(parts: list[np.ndarray], order: list[int]) -> np.ndarray:
+    """Concatenated chunk results put back in row order (``order`` lists each chunk's rows)."""
+    values = np.concatenate(parts)
+    out = np.empty_like(values)
+    out[np.asarray(order)] = values
+    return out
+
+
+# --- vectorized edits ------------------------------------------------------------------------
+
+_SLOT_INDEX = {"head": "index", "neuron": "index", "resid": "position"}
+
+
+@contextmanager
+def batched_edits(adapter: Any, edits: Sequence[Edit]) -> Iterator[None]:
+    """:func:`~twopath.models.interventions.intervene` with one vectorized write per site.
+
+    ``intervene`` writes each edit into its slot in Python, which costs more than the forward
+    pass when a sweep carries thousands of neuron edits. Here the edits of one site are stacked
+    once and written with a single indexed assignment; the result is the same. Sites whose
+    edits cannot be stacked (mixed kinds, the same slot edited twice in a row, values of
+    different shapes) fall back to ``intervene``.
+    """
+    with _row_edits(adapter, [(e.row, e) for e in edits]):
+        yield
+
+
+@contextmanager
+def _row_edits(adapter: Any, pairs: Sequence[tuple[int, Edit]]) -> Iterator[None]:
+    """Apply each ``(row, edit)`` to batch row ``row`` (the edit's own row field is ignored)."""
+    hooks = _vector_hooks(adapter, pairs)
+    if hooks is None:
+        with intervene(adapter, [Edit(r, e.component, e.value) for r, e in pairs]):
+            yield
+        return
+    with hooked(adapter.model, hooks):
+        yield
+
+
+def _vector_hooks(adapter: Any, pairs: Sequence[tuple[int, Edit]]) -> list[Hook] | None:
+    groups: dict[tuple[int, str], list[tuple[int, Edit]]] = defaultdict(list)
+    modules: dict[tuple[int, str], torch.nn.Module] = {}
+    kinds: dict[tuple[int, str], str] = {}
+    sites: dict[tuple[str, int], tuple[torch.nn.Module, str]] = {}
+    for pair in pairs:
+        component = pair[1].component
+        where = sites.get((component.kind, component.layer))
+        if where is None:
+            where = sites[(component.kind, component.layer)] = site(adapter, component)
+        key = (id(where[0]), where[1])
+        if kinds.setdefault(key, component.kind) != component.kind:
+            return None  # e.g. a head and its whole attention block at one site: order matters
+        groups[key].append(pair)
+        modules[key] = where[0]
+    hooks = []
+    for key, group in groups.items():
+        kind = kinds[key]
+        attr = _SLOT_INDEX.get(kind)
+        slots = [(r, getattr(e.component, attr) if attr else 0) for r, e in group]
+        if len(set(slots)) != len(slots):
+            return None  # one slot edited twice in a row: the later edit wins, in order
+        given = [e.value for _, e in group if e.value is not None]
+        try:
+            if not given:
+                values = torch.zeros(len(group))
+            elif len(given) == len(group):
+                values = torch.stack(given)
+            else:
+                zero = torch.zeros_like(given[0])
+                values = torch.stack([zero if e.value is None else e.value for _, e in group])
+        except RuntimeError:  # values of different shapes
+            return None
+        rows = torch.as_tensor([r for r, _ in slots])
+        index = torch.as_tensor([i for _, i in slots])
+        largest = max(i for _, i in slots)
+        hooks.append(_vector_hook(adapter, modules[key], key[1], kind, group, rows, index, largest, values))
+    return hooks
+
+
+def _vector_hook(adapter: Any, module: torch.nn.Module, hook_kind: str, kind: str, group: list[tuple[int, Edit]],
+                 rows: torch.Tensor, index: torch.Tensor, largest: int, values: torch.Tensor) -> Hook:
+    k = len(group)
+    cast: dict[torch.dtype, torch.Tensor] = {}
+
+    def apply(act: torch.Tensor) -> torch.Tensor:
+        act = act.clone()
+        if kind == "head":
+            if act.dim() != 3 or largest >= adapter.n_heads:
+                return _checked(act)
+            view = act.view(act.shape[0], act.shape[1], adapter.n_heads, -1)
+            view[rows, :, index, :] = _broadcast(2, act.dtype)
+        elif kind == "neuron":
+            if largest >= act.shape[-1]:
+                return _checked(act)
+            if act.dim() == 2:
+                act.index_put_((rows, index), _broadcast(0, act.dtype))
+            else:
+                act[(rows, Ellipsis, index)] = _broadcast(act.dim() - 2, act.dtype)
+        elif kind == "resid":
+            if act.dim() < 2 or largest >= act.shape[1]:
+                return _checked(act)
+            act.index_put_((rows, index), _broadcast(act.dim() - 2, act.dtype))
+        else:  # layer, attn, mlp: the whole site
+            act[rows] = _broadcast(act.dim() - 1, act.dtype)
+        return act
+
+    def _checked(act: torch.Tensor) -> torch.Tensor:
+        for row, edit in group:  # raises the per-component error of the unvectorized path
+            read(adapter, edit.component, act, row)
+        raise AssertionError("unreachable: an edit out of range was not reported")  # pragma: no cover
+
+    def _broadcast(slot_dims: int, dtype: torch.dtype) -> torch.Tensor:
+        # right-aligned against the slot, as ``expand_as`` does in the unvectorized path
+        if dtype not in cast:
+            v = values.to(dtype)
+            cast[dtype] = v.reshape(k, *([1] * max(slot_dims - (v.dim() - 1), 0)), *v.shape[1:])
+        return cast[dtype]
+
+    if hook_kind == "pre":
+        return Hook(module, lambda m, args: (apply(args[0]), *args[1:]), "pre")
+    return Hook(module, lambda m, args, out: replace_first(out, apply(first_tensor(out))), "forward")

@@ -26,6 +26,7 @@ import torch
 from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output, sweep
 from twopath.models.base import OutputSpace
 from twopath.models.interventions import Edit, capture, read, site_key
+from twopath.models.prefix import pays_off
 from twopath.types import Component, Example, TwopathError
 
 DIRECTIONS = ("denoise", "noise", "auto")
@@ -38,10 +39,11 @@ class ActivationPatching(InterventionMethod):
     what_it_tells_you = "which sites carry the clean-vs-corrupted difference (causal)"
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto",
-                 sites: tuple[str, ...] | None = None):
+                 sites: tuple[str, ...] | None = None, prefix_cache: bool = True):
         super().__init__(output, batch_size)
         self.direction = direction
         self.sites = sites
+        self.prefix_cache = prefix_cache
 
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
         if corrupted is None:
@@ -56,7 +58,8 @@ class ActivationPatching(InterventionMethod):
         components = patch_components(adapter, clean_in, sites)
         source_acts = self._source(adapter, source, components)
         rows = [[Edit(0, c, v)] for c, v in zip(components, source_acts, strict=True)]
-        outputs, probs, decisions = sweep(adapter, base, rows, target, self.output, self.batch_size)
+        cache = self.prefix_cache and pays_off(adapter)
+        outputs, probs, decisions = sweep(adapter, base, rows, target, self.output, self.batch_size, prefix_cache=cache)
         normalized = (outputs - corr) / (clean - corr)
         base_decision = self._decision(adapter, base)
         flips = decisions != base_decision

@@ -151,6 +151,8 @@ class TorchTabularClassifier:
 
     def encode(self, rows: Any) -> np.ndarray:
         """Coded matrix (n, n_features): numbers as they are, categories as their index."""
+        if isinstance(rows, Mapping):
+            return self._encode_row(rows)
         frame = self.frame(rows)
         coded = np.empty((len(frame), len(self.features)), dtype=float)
         for j, feature in enumerate(self.features):
@@ -159,6 +161,28 @@ class TorchTabularClassifier:
                 coded[:, j] = frame[feature].map(lookup).to_numpy(dtype=float)
             else:
                 coded[:, j] = frame[feature].to_numpy(dtype=float)
+        return coded
+
+    def _encode_row(self, row: Mapping[str, Any]) -> np.ndarray:
+        """One raw row, validated, without building a DataFrame (the hot path of every method)."""
+        missing = [f for f in self.features if f not in row]
+        if missing:
+            raise TwopathError(f"missing feature(s) {missing}; the model needs {list(self.features)}")
+        coded = np.empty((1, len(self.features)))
+        for j, feature in enumerate(self.features):
+            value = row[feature]
+            if feature in self.categories:
+                cats = self.categories[feature]
+                if str(value) not in cats:
+                    raise TwopathError(f"unknown {feature} value(s) {[str(value)]}; expected one of {list(cats)}")
+                coded[0, j] = cats.index(str(value))
+            else:
+                try:
+                    coded[0, j] = float(value)
+                except (TypeError, ValueError):
+                    raise TwopathError(f"feature {feature} must be numeric") from None
+                if not np.isfinite(coded[0, j]):
+                    raise TwopathError(f"feature {feature} must be numeric")
         return coded
 
     def decode(self, coded: np.ndarray) -> pd.DataFrame:
@@ -204,7 +228,7 @@ class TorchTabularClassifier:
         return self.model(inputs["x"])
 
     def forward_inputs(self, example: Example) -> dict[str, torch.Tensor]:
-        return {"x": self.transform(self.check_example(example))}
+        return {"x": self.transform_coded(self.encode(self.check_example(example)))}
 
     def predict_proba(self, rows: Any) -> np.ndarray:
         return torch.softmax(self.logits(self.transform(rows)), -1).numpy()
@@ -227,7 +251,7 @@ class TorchTabularClassifier:
     def check_example(self, example: Example) -> Mapping[str, Any]:
         if not isinstance(example.raw, Mapping):
             raise TwopathError(f"example {example.id}: a tabular model needs a feature mapping")
-        self.frame(example.raw)
+        self._encode_row(example.raw)
         return example.raw
 
     def units(self, example: Example) -> tuple[str, ...]:

@@ -62,17 +62,17 @@ class AttributionBarsDisplay:
     def plot(self, ax: Any = None) -> Any:
         import seaborn as sns
 
-        n_units = self.frame["unit"].nunique()
-        ax = _axes(ax, (max(6.0, 0.9 * n_units + 2), 3.6))
+        first = self.frame["method"].iloc[0]
+        labels = list(self.frame.loc[self.frame["method"] == first, "unit"])
+        ax = _axes(ax, (max(6.0, 0.9 * len(labels) + 2), 3.6))
         frame = self.frame.assign(unit_pos=self.frame.groupby("method").cumcount())
-        labels = list(dict.fromkeys(self.frame["unit"]))
         sns.barplot(data=frame, x="unit_pos", y="score", hue="method", ax=ax, palette="colorblind")
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlabel("")
         ax.set_ylabel(f"attribution ({self.output})")
         ax.set_title("Input path: attribution per unit, all methods")
-        ax.legend(fontsize=8, ncol=2)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
         return ax
 
 
@@ -153,7 +153,7 @@ class PatchingDisplay:
                 ax.text(i, 1, "no flip", ha="center", fontsize=8)
         ax.set_ylabel("neurons")
         ax.set_title(f"Patching from the contrast applicant ({self.direction}), per hidden layer")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
         return ax
 
 
@@ -200,7 +200,7 @@ class DeletionDisplay:
         ax.set_xlabel("k (units removed / components ablated)")
         ax.set_ylabel("drop in target probability")
         ax.set_title("Deletion check: both paths, same metric")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
         return ax
 
 
@@ -233,25 +233,27 @@ class TwoPathDisplay:
 
         def box(x: float, y: float, w: float, h: float, text: str, color: str) -> None:
             ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.1", facecolor="white", edgecolor=color, linewidth=2))
-            ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9, wrap=True)
+            ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
 
         def arrow(x0: float, y0: float, x1: float, y1: float, color: str) -> None:
             ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=15, color=color, linewidth=2))
 
         import textwrap
 
-        box(0.2, 2.3, 2.2, 1.4, "Input\n" + "\n".join(textwrap.wrap(self.input_label, 26)[:3]), "#4a5568")
+        lines = textwrap.wrap(self.input_label, 24)
+        shown = lines[:3] + (["…"] if len(lines) > 3 else [])
+        box(0.1, 1.9, 2.6, 2.2, "Input\n" + "\n".join(shown), "#4a5568")
         box(7.6, 2.4, 2.2, 1.2, "Output\n" + self.prediction, "#4a5568")
         box(4.0, 0.3, 2.2, 1.5, "Model internals\n" + "\n".join(f"{c} {e:+.2f}" for c, e in self.components), INTERNAL_GREEN)
-        arrow(1.3, 3.7, 8.7, 3.7, INPUT_BLUE)
-        ax.text(5.0, 4.1, "Input path (SHAP): " + ",  ".join(f"{u} {s:+.2f}" for u, s in self.units),
+        arrow(2.85, 3.5, 7.45, 3.5, INPUT_BLUE)
+        ax.text(5.0, 4.55, "Input path (SHAP): " + ",  ".join(f"{u} {s:+.2f}" for u, s in self.units),
                 ha="center", color=INPUT_BLUE, fontsize=10)
         ax.text(5.0, 5.3, "inputs → outputs: which units pushed the prediction (correlational)",
                 ha="center", color=INPUT_BLUE, fontsize=9, style="italic")
-        arrow(1.3, 2.3, 3.9, 1.1, INTERNAL_GREEN)
-        arrow(6.3, 1.1, 8.7, 2.3, INTERNAL_GREEN)
-        ax.text(5.0, 2.3, "Internal path (ablation): which components cause it (interventions)",
-                ha="center", color=INTERNAL_GREEN, fontsize=9, style="italic")
+        arrow(1.4, 1.75, 3.85, 1.05, INTERNAL_GREEN)
+        arrow(6.35, 1.05, 8.7, 2.25, INTERNAL_GREEN)
+        ax.text(5.1, 2.55, "Internal path (ablation):\nwhich components cause it (interventions)",
+                ha="center", va="center", color=INTERNAL_GREEN, fontsize=9, style="italic")
         return ax
 
 
@@ -304,6 +306,7 @@ class LayerEncodingDisplay:
         sns.heatmap(self.matrix, cmap="Greens", vmin=0, vmax=1, annot=True, fmt=".2f", ax=ax, cbar_kws={"label": "R²"})
         ax.set_ylabel("hidden layer")
         ax.set_xlabel("")
+        ax.set_xticklabels([t.get_text().replace("+", "+\n") for t in ax.get_xticklabels()], rotation=0)
         ax.set_title("What the neuron clusters of each layer encode")
         return ax
 
@@ -363,7 +366,7 @@ class BridgeDisplay:
 
         ax = _axes(ax, (0.9 * self.matrix.shape[1] + 3, 0.35 * self.matrix.shape[0] + 1.8))
         limit = float(np.abs(self.matrix.to_numpy()).max()) or 1.0
-        sns.heatmap(self.matrix, cmap="RdBu", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".2f",
+        sns.heatmap(self.matrix, cmap="RdBu", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".2g",
                     annot_kws={"fontsize": 7}, ax=ax, cbar_kws={"label": "IG of the component's contribution"})
         ax.set_title(f"Bridges: input units → top components (share on top units {self.share:.2f}, random components {self.control:.2f})",
                      fontsize=9)
@@ -378,7 +381,7 @@ def _colors() -> list[Any]:
 
 def report_figures(result: ExampleResult) -> dict[str, str]:
     """Every figure of one example as base64 PNG, keyed by name."""
-    plt = _plt()
+    _plt()  # the Agg backend: no display needed
     figures: dict[str, str] = {}
     builders: list[tuple[str, Any]] = [
         ("two_path", lambda: TwoPathDisplay.from_result(result)),
@@ -399,5 +402,4 @@ def report_figures(result: ExampleResult) -> dict[str, str]:
             continue  # the method behind this figure was not run
         ax = display.plot()
         figures[name] = to_png_base64(ax.figure)
-    plt.close("all")
     return figures

@@ -8,6 +8,7 @@ model names) is HTML-escaped — by Jinja2's autoescaping in the template and by
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pandas as pd
@@ -106,7 +107,7 @@ def html_report(report: Report) -> str:
 
 def _md_cell(v: Any) -> str:
     text = f"{v:.3f}" if isinstance(v, float) else ", ".join(map(str, v)) if isinstance(v, list) else str(v)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def md_table(frame: pd.DataFrame) -> str:
@@ -124,10 +125,10 @@ def markdown_report(report: Report) -> str:
            + (f", held-out accuracy **{accuracy:.3f}**" if accuracy is not None else "")
            + ". Every number below was measured in this run.", ""]
     for ex in report.examples:
-        out += [f"## Example `{ex.example.id}`", "", f"- Input: {input_text(ex.example.raw)}",
+        out += [f"## Example `{ex.example.id}`", "", f"- Input: {html.escape(input_text(ex.example.raw), quote=False)}",
                 f"- Prediction: **{ex.prediction['label']}** (p = {ex.prediction['probability']:.3f}); target {ex.target}"]
         if ex.corrupted is not None:
-            out.append(f"- Contrast input (patching): {input_text(ex.corrupted.raw)}")
+            out.append(f"- Contrast input (patching): {html.escape(input_text(ex.corrupted.raw), quote=False)}")
         out += [f"- Note: {n}" for n in ex.notes] + [""]
         for title, about, frame in example_tables(ex).values():
             out += [f"### {title}", "", about, "", md_table(frame), ""]

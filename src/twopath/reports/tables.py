@@ -6,6 +6,7 @@ HTML, Markdown and CSV all render these same frames, so a number has one source.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,9 @@ def _attribution_scores(result: ExampleResult) -> pd.DataFrame:
     rows = []
     for a in result.attributions:
         row: dict[str, Any] = {"method": a.method}
-        row.update({u: float(s) for u, s in zip(a.units, a.scores, strict=True)})
+        counts = Counter(a.units)
+        names = [f"{u} ({i})" if counts[u] > 1 else u for i, u in enumerate(a.units)]  # repeated words stay apart
+        row.update({n: float(s) for n, s in zip(names, a.scores, strict=True)})
         row["base_value"] = a.base_value
         for key in ("algorithm", "completeness_delta", "fit_r2", "n_steps"):
             if key in a.meta:
@@ -102,12 +105,14 @@ def _mechanisms(result: ExampleResult) -> dict[str, Table]:
 
 def example_tables(result: ExampleResult) -> dict[str, Table]:
     """All tables of one example, in report order; empty tables are left out."""
+    stab = result.tables.get("stability") or {}
     candidates: list[tuple[str, str, str, Any]] = [
         ("side_by_side", "Side by side", "One row per method of both paths, filled from this run.", result.tables.get("side_by_side")),
         ("claims", "The seed's claims, measured", "Each claim of the seed document with our measurement, the rule and the verdict.",
          result.tables.get("claims")),
         ("attributions", "Input path: scores", "Signed score per unit in the run's output space.", _attribution_scores(result)),
-        ("stability", "Input path: LIME stability across seeds", "Per unit mean ± sd over 5 seeds; top-3 Jaccard across seed pairs.",
+        ("stability", "Input path: LIME stability across seeds",
+         f"Per unit mean ± sd over {len(stab.get('seeds', []))} seeds; top-{stab.get('k', 3)} Jaccard across seed pairs.",
          _stability(result)),
         ("head_ablation", "Internal path: top heads by ablation", "Drop in the target's output when the head is ablated.",
          _top_effects(result, "head_ablation")),

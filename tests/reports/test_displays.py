@@ -1,0 +1,360 @@
+"""Every Display class of ``twopath.reports.figures`` on a real text result and a real loan result.
+
+Both results are built once (``text_result`` / ``loan_result`` are cached, and
+``tests/reports/test_browser.py`` reuses them): the 2-layer tiny BERT trained on the corpus with a
+same-token-length counterfactual, and the loan MLP on the seed applicant with the seed's contrast
+applicant and the loan findings (which add the pathway and layer-encoding figures).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import inspect
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.collections import QuadMesh  # noqa: E402
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+
+from twopath.reports import figures  # noqa: E402
+from twopath.types import Example, ExampleResult, Report  # noqa: E402
+
+TEXT_SENTENCE = "A warm and funny film with a great cast"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Tiny models: thread start-up costs more than the arithmetic on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@functools.cache
+def text_adapter() -> Any:
+    """The trained tiny BERT with 16 held-out background sentences (its own instance)."""
+    from twopath.datasets import sentiment
+    from twopath.models import zoo
+    from twopath.models.text import HFTextClassifier
+
+    adapter = HFTextClassifier.from_pretrained(zoo.tiny_sentiment_model(say=_quiet), name="tiny BERT (tests)")
+    _, test = sentiment.split()
+    adapter.background = [t for t in test["text"] if len(t.split()) < 25][:16]
+    return adapter
+
+
+def loan_adapter() -> Any:
+    """A freshly loaded loan MLP with the 200-applicant background (a new instance per call)."""
+    from twopath.datasets import loan
+    from twopath.models import zoo
+    from twopath.models.tabular import TorchTabularClassifier
+
+    adapter = TorchTabularClassifier.load(zoo.loan_model(say=_quiet))
+    adapter.name = "loan MLP (tests)"
+    adapter.background = loan.split()[0].sample(200, random_state=0)[list(loan.FEATURES)]
+    return adapter
+
+
+def explain_text(sentence: str, example_id: str = "text") -> ExampleResult:
+    from twopath.pipeline import explain
+    from twopath.tasks import text_counterfactual
+
+    adapter = text_adapter()
+    with single_threaded():
+        return explain(adapter, Example(example_id, sentence), corrupted=text_counterfactual(adapter),
+                       with_checks=False, stability_seeds=(0, 1))
+
+
+def explain_loan(seed: int = 0) -> tuple[Any, ExampleResult]:
+    """The seed applicant against the contrast applicant, with the loan findings added."""
+    from twopath.datasets import loan
+    from twopath.findings import loan_findings
+    from twopath.pipeline import explain
+
+    adapter = loan_adapter()
+    with single_threaded():
+        result = explain(adapter, Example(loan.SEED_EXAMPLE_ID, loan.SEED_APPLICANT),
+                         corrupted=Example("loan-contrast", loan.CONTRAST_APPLICANT), seed=seed,
+                         with_checks=False, stability_seeds=(0, 1))
+        data = loan.split()[0].sample(500, random_state=seed + 1)[list(loan.FEATURES)]
+        found = loan_findings(adapter, result, data, seed=seed)
+    result.tables["claims"] = found["claims"]
+    result.tables["mechanisms"] = found["mechanisms"]
+    return adapter, result
+
+
+@functools.cache
+def text_result() -> ExampleResult:
+    return explain_text(TEXT_SENTENCE)
+
+
+@functools.cache
+def _loan() -> tuple[Any, ExampleResult]:
+    return explain_loan()
+
+
+def loan_result() -> ExampleResult:
+    return _loan()[1]
+
+
+def text_report(result: ExampleResult) -> Report:
+    from twopath.models import zoo
+    from twopath.tasks import reproducibility
+
+    manifest = zoo.read_manifest(zoo.tiny_sentiment_model(say=_quiet))
+    model = {**text_adapter().describe(), "accuracy": manifest.get("accuracy")}
+    return Report("sentiment", model, [result], reproducibility(0, manifest))
+
+
+def loan_report(adapter: Any, result: ExampleResult, seed: int = 0) -> Report:
+    from twopath.models import zoo
+    from twopath.tasks import reproducibility
+
+    manifest = zoo.read_manifest(zoo.loan_model(say=_quiet))
+    model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}
+    return Report("loan", model, [result], reproducibility(seed, manifest))
+
+
+# ---------------------------------------------------------------- expected artists per Display
+
+
+def _meshes(ax: Any) -> list[QuadMesh]:
+    return [c for c in ax.collections if isinstance(c, QuadMesh)]
+
+
+def _cells(ax: Any) -> int:
+    (mesh,) = _meshes(ax)
+    return int(np.asarray(mesh.get_array()).size)
+
+
+def _data_lines(ax: Any) -> list[Any]:
+    """Lines with data (seaborn also adds empty proxy lines for its legend)."""
+    return [line for line in ax.lines if len(line.get_xdata()) > 0]
+
+
+def _ablation(result: ExampleResult) -> Any:
+    return next(loc for loc in result.localizations if loc.method in ("head_ablation", "neuron_ablation"))
+
+
+def check_attribution_bars(ax: Any, result: ExampleResult, given: bool) -> None:
+    units = list(result.attributions[0].units)
+    methods = [a.method for a in result.attributions]
+    assert len(ax.containers) == len(methods)  # one group of bars per method
+    assert all(len(bars) == len(units) for bars in ax.containers)  # one bar per unit
+    assert [t.get_text() for t in ax.get_xticklabels()] == units
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == methods
+
+
+def check_ablation(ax: Any, result: ExampleResult, given: bool) -> None:
+    loc = _ablation(result)
+    layers = {c.layer for c in loc.components}
+    index = {c.index for c in loc.components}
+    assert _cells(ax) == len(layers) * len(index) == len(loc.components)  # one cell per component
+    if loc.method == "head_ablation":  # one cell per head: n_layers x n_heads
+        model = text_adapter().describe()
+        assert _cells(ax) == model["n_layers"] * model["n_heads"]
+    assert len(ax.texts) == (_cells(ax) if _cells(ax) <= 100 else 0)  # annotated when small
+    assert ax.get_ylabel() == "layer"
+
+
+def check_patching(ax: Any, result: ExampleResult, given: bool) -> None:
+    loc = result.localization("activation_patching")
+    if "layers" in loc.meta:  # MLP: layer width and neurons-to-flip bars per hidden layer
+        n = len(loc.meta["layers"])
+        assert [len(bars) for bars in ax.containers] == [n, n]
+        assert [t.get_text() for t in ax.get_xticklabels()] == [f"L{x['layer']}" for x in loc.meta["layers"]]
+        return
+    tokens = loc.meta["tokens"]
+    resid = [c for c in loc.components if c.kind == "resid"]
+    assert _cells(ax) == len(resid) == len({c.layer for c in resid}) * len(tokens)  # layer x position
+    assert len(ax.texts) == _cells(ax)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) == len(tokens)
+    swapped = [label for label in labels if "/" in label]  # clean/corrupted at the swapped position
+    assert len(swapped) == 1, labels
+
+
+def check_agreement(ax: Any, result: ExampleResult, given: bool) -> None:
+    n = len(result.attributions)
+    assert _cells(ax) == n * n
+    assert len(ax.texts) == n * n
+
+
+def check_deletion(ax: Any, result: ExampleResult, given: bool) -> None:
+    frame = pd.DataFrame(result.tables["deletion"])
+    ks = sorted(frame["k"].unique())
+    lines = _data_lines(ax)
+    assert len(lines) == frame["method"].nunique()  # one curve per method of either path
+    assert all(len(line.get_xdata()) == len(ks) for line in lines)
+    assert list(ax.get_xticks()) == ks
+
+
+def check_two_path(ax: Any, result: ExampleResult, given: bool) -> None:
+    assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) == 3  # input, internals, output
+    assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 3  # one input arrow, two internal
+    assert len(ax.texts) == 6
+    text = " ".join(t.get_text() for t in ax.texts)
+    for unit, _ in result.attribution("shap").top(3):
+        assert unit in text
+    for component, _ in _ablation(result).top(3):
+        assert component in text
+
+
+def check_pathway(ax: Any, result: ExampleResult, given: bool) -> None:
+    curve = result.tables["mechanisms"]["pathway_curve"]
+    lines = ax.lines
+    assert len(lines) == 2 + 2 + 1  # before, after; the 600 and 720 marks; p = 0.5
+    assert [len(line.get_xdata()) for line in lines[:2]] == [len(curve["x"])] * 2
+
+
+def check_layer_encoding(ax: Any, result: ExampleResult, given: bool) -> None:
+    rows = pd.DataFrame(result.tables["mechanisms"]["layer_encoding"])
+    assert _cells(ax) == rows["layer"].nunique() * rows["feature"].nunique()
+    assert len(ax.texts) == _cells(ax)
+
+
+def check_faithfulness(ax: Any, result: ExampleResult, given: bool) -> None:
+    rows = result.tables["faithfulness"]
+    if given:  # both panels drawn onto the one axes
+        assert len(ax.lines) == len(rows)
+        return
+    assert len(ax.figure.axes) == 2
+    for panel, path in zip(ax.figure.axes, ("input", "internal"), strict=True):
+        assert len(panel.lines) == sum(r["path"] == path for r in rows)
+
+
+def check_bridges(ax: Any, result: ExampleResult, given: bool) -> None:
+    m = result.tables["bridges"]["map"]
+    assert _cells(ax) == len(m["units"]) * len(m["components"])
+    assert len(ax.texts) == _cells(ax)
+
+
+def _has_mechanisms(result: ExampleResult) -> bool:
+    return bool(result.tables.get("mechanisms"))
+
+
+Check = Callable[[Any, ExampleResult, bool], None]
+KINDS = ("text", "loan")
+LOAN_ONLY = ("loan",)  # drawn from the loan findings (tables["mechanisms"])
+#: Display class name -> (the results it applies to, artist checks)
+DISPLAYS: dict[str, tuple[tuple[str, ...], Check]] = {
+    "AttributionBarsDisplay": (KINDS, check_attribution_bars),
+    "AblationHeatmapDisplay": (KINDS, check_ablation),
+    "PatchingDisplay": (KINDS, check_patching),
+    "AgreementDisplay": (KINDS, check_agreement),
+    "DeletionDisplay": (KINDS, check_deletion),
+    "TwoPathDisplay": (KINDS, check_two_path),
+    "PathwayCurveDisplay": (LOAN_ONLY, check_pathway),
+    "LayerEncodingDisplay": (LOAN_ONLY, check_layer_encoding),
+    "FaithfulnessDisplay": (KINDS, check_faithfulness),
+    "BridgeDisplay": (KINDS, check_bridges),
+}
+CASES = [(name, kind) for name, (kinds, _) in DISPLAYS.items() for kind in kinds]
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, ExampleResult]:
+    return {"text": text_result(), "loan": loan_result()}
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    yield
+    plt.close("all")
+
+
+def test_results(results):
+    text, loan = results["text"], results["loan"]
+    assert text.corrupted is not None, text.notes  # a same-token-length counterfactual was found
+    assert text.corrupted.raw != TEXT_SENTENCE
+    assert text_adapter().encode(text.corrupted.raw).n_tokens == text_adapter().encode(TEXT_SENTENCE).n_tokens
+    assert text.localization("head_ablation") and text.localization("activation_patching")
+    assert loan.localization("neuron_ablation") and loan.localization("activation_patching")
+    assert not _has_mechanisms(text) and _has_mechanisms(loan)
+
+
+def test_every_display_class_is_tested():
+    found = {name for name, obj in inspect.getmembers(figures, inspect.isclass)
+             if name.endswith("Display") and obj.__module__ == figures.__name__}
+    assert found == set(DISPLAYS)
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_display_draws_on_given_axes(results, name, kind):
+    result = results[kind]
+    fig, ax = plt.subplots()
+    before = set(plt.get_fignums())
+    out = getattr(figures, name).from_result(result).plot(ax=ax)
+    assert out is ax
+    assert set(plt.get_fignums()) == before  # nothing drawn elsewhere
+    DISPLAYS[name][1](ax, result, True)
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_display_draws_on_new_figure(results, name, kind):
+    result = results[kind]
+    before = set(plt.get_fignums())
+    ax = getattr(figures, name).from_result(result).plot()
+    assert ax.figure.number not in before
+    assert set(plt.get_fignums()) == before | {ax.figure.number}
+    DISPLAYS[name][1](ax, result, False)
+
+
+@pytest.mark.parametrize("name", [n for n, (kinds, _) in DISPLAYS.items() if "text" not in kinds])
+def test_display_without_its_data_raises_key_error(results, name):
+    """report_figures leaves out a figure whose data was not computed by catching KeyError."""
+    with pytest.raises(KeyError):
+        getattr(figures, name).from_result(results["text"])
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_report_figures_are_png(results, kind):
+    result = results[kind]
+    before = set(plt.get_fignums())
+    pngs = figures.report_figures(result)
+    expected = {"two_path", "attributions", "ablation", "patching", "agreement", "deletion", "faithfulness", "bridges"}
+    if kind == "loan":
+        expected |= {"pathway", "layer_encoding"}
+    assert set(pngs) == expected
+    for name, text in pngs.items():
+        width, height = _png_size(base64.b64decode(text, validate=True))
+        assert width > 50 and height > 50, name
+    assert set(plt.get_fignums()) <= before  # every figure it opened is closed
+
+
+def test_attribution_bars_label_repeated_words():
+    from twopath.types import Attribution
+
+    units = ("the", "film", "and", "the", "cast")
+    attrs = [Attribution("rep", m, "positive", units, np.arange(5.0) * s) for m, s in (("shap", 1), ("lime", -1))]
+    result = ExampleResult(Example("rep", " ".join(units)), "positive", {"label": "positive", "probability": 0.9},
+                           attrs, [])
+    ax = figures.AttributionBarsDisplay.from_result(result).plot()
+    assert all(len(bars) == 5 for bars in ax.containers)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(units)
