@@ -129,7 +129,8 @@ def bridge_score(adapter: Any, example: Example, attribution: Attribution, ranke
         "top_components": [str(c) for c in top],
         "share_on_top_units": _share_on(matrix, top_units),
         "chance_share": k_units / len(attribution.units),
-        "control_mean": float(np.mean(control)), "control_sd": float(np.std(control)),
+        "control_mean": float(np.nanmean(control)) if np.isfinite(control).any() else None,
+        "control_sd": float(np.nanstd(control)) if np.isfinite(control).any() else None,
         "map": {"units": list(matrix.index), "components": list(matrix.columns), "values": matrix.to_numpy().tolist()},
         "components_by_top_unit_flow": list(flows.index),
     }

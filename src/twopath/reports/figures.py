@@ -350,7 +350,7 @@ class BridgeDisplay:
 
     matrix: pd.DataFrame
     share: float
-    control: float
+    control: float | None
 
     @classmethod
     def from_result(cls, result: ExampleResult) -> BridgeDisplay:
@@ -368,7 +368,8 @@ class BridgeDisplay:
         limit = float(np.abs(self.matrix.to_numpy()).max()) or 1.0
         sns.heatmap(self.matrix, cmap="RdBu", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".2g",
                     annot_kws={"fontsize": 7}, ax=ax, cbar_kws={"label": "IG of the component's contribution"})
-        ax.set_title(f"Bridges: input units → top components (share on top units {self.share:.2f}, random components {self.control:.2f})",
+        control = "n/a" if self.control is None else f"{self.control:.2f}"
+        ax.set_title(f"Bridges: input units → top components (share on top units {self.share:.2f}, random components {control})",
                      fontsize=9)
         return ax
 

@@ -178,7 +178,8 @@ def _bridges(result: ExampleResult) -> pd.DataFrame | None:
         "top units (input path)": ", ".join(bridge["top_units"]),
         "top components (internal path)": ", ".join(bridge["top_components"]),
         "share on top units": bridge["share_on_top_units"],
-        "random components": f"{bridge['control_mean']:.3f} ± {bridge['control_sd']:.3f}",
+        "random components": ("n/a (no other live components)" if bridge["control_mean"] is None
+                              else f"{bridge['control_mean']:.3f} ± {bridge['control_sd']:.3f}"),
         "uniform share": bridge["chance_share"],
         "components ranked by flow from the top units": ", ".join(bridge["components_by_top_unit_flow"]),
     }])
