@@ -21,6 +21,8 @@ def _signed(value: float) -> str:
 
 def describe_attribution(attribution: Attribution, k: int = 3) -> str:
     top = ", ".join(f"{unit} {_signed(score)}" for unit, score in attribution.top(k))
+    if attribution.meta.get("causal") is False:
+        return f"top: {top} (attention weights: where the model looks, not a cause)"
     return f"top: {top} ({attribution.meta.get('output', 'logit_diff')})"
 
 

@@ -35,7 +35,10 @@ def _attribution_scores(result: ExampleResult) -> pd.DataFrame:
             if key in a.meta:
                 row[key] = a.meta[key]
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if "n_steps" in frame:
+        frame["n_steps"] = frame["n_steps"].astype("Int64")  # a count, shown without decimals
+    return frame
 
 
 def _stability(result: ExampleResult) -> pd.DataFrame | None:
