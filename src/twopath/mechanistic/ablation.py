@@ -32,7 +32,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from twopath.mechanistic.base import (
     MECHANISTIC_METHODS,
@@ -45,7 +44,6 @@ from twopath.models.base import OutputSpace
 from twopath.models.interventions import (
     Edit,
     ablate,
-    capture,
     example_activations,
     mean_value,
     reference_inputs,
@@ -132,12 +130,7 @@ class NeuronAblation(_Ablation):
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
         layers = range(adapter.n_layers) if self.layers is None else self.layers
-        if adapter.modality == "tabular":
-            return [c for c in adapter.components("neuron") if c.layer in layers]
-        probe = [Component("neuron", layer, 0) for layer in layers]
-        with torch.no_grad(), capture(adapter, probe) as store:
-            adapter.run(inputs)
-        return [Component("neuron", layer, i) for layer in layers for i in range(store[(layer, "neuron")].shape[-1])]
+        return [c for c in adapter.components("neuron") if c.layer in layers]
 
 
 @MECHANISTIC_METHODS.register("block_ablation")

@@ -140,11 +140,6 @@ def patch_components(adapter: Any, inputs: dict[str, torch.Tensor], sites: tuple
         if kind == "resid" and adapter.modality == "text":
             n_pos = int(inputs["input_ids"].shape[1])
             components += [Component("resid", layer, position=p) for layer in range(adapter.n_layers) for p in range(n_pos)]
-        elif kind == "neuron" and adapter.modality == "text":
-            with torch.no_grad(), capture(adapter, [Component("neuron", 0, 0)]) as store:
-                adapter.run(inputs)
-            width = store[(0, "neuron")].shape[-1]
-            components += [Component("neuron", layer, i) for layer in range(adapter.n_layers) for i in range(width)]
         elif kind in ("head", "neuron", "layer"):
             components += adapter.components(kind)
         else:

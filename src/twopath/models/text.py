@@ -95,6 +95,7 @@ class HFTextClassifier:
         hidden = int(self._attn_out[0].in_features)  # type: ignore[arg-type]
         self.head_dim = hidden // self.n_heads
         self.mask_token_id = _absent_token_id(tokenizer)
+        self._mlp_width: int | None = None
         self.background: list[str] = []
         self.architecture = type(model).__name__
 
@@ -269,9 +270,28 @@ class HFTextClassifier:
         """Module whose output is the residual stream after the layer."""
         return self.layer_modules[self._check_layer(layer)]
 
+    @property
+    def mlp_width(self) -> int:
+        """Neurons per MLP layer, read once from the activation site (architecture-agnostic)."""
+        if self._mlp_width is None:
+            from twopath.models.hooks import Hook, first_tensor, hooked
+
+            seen: dict[str, int] = {}
+
+            def grab(module: nn.Module, args: Any, output: Any) -> None:
+                seen["width"] = int(first_tensor(output).shape[-1])
+
+            probe = self.tokenizer("a", return_tensors="pt")
+            with torch.no_grad(), hooked(self.model, [Hook(self._mlp_act[0], grab)]):
+                self.model(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"])
+            self._mlp_width = seen["width"]
+        return self._mlp_width
+
     def components(self, kind: str) -> list[Component]:
         if kind == "head":
             return [Component("head", layer, h) for layer in range(self.n_layers) for h in range(self.n_heads)]
+        if kind == "neuron":
+            return [Component("neuron", layer, i) for layer in range(self.n_layers) for i in range(self.mlp_width)]
         if kind == "layer":
             return [Component("layer", layer) for layer in range(self.n_layers)]
         raise TwopathError(f"component kind {kind!r} is not enumerable on a text model without an input")
