@@ -11,9 +11,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-from tests.helpers import ARCHITECTURES, build_bpe_tokenizer, build_tiny_model  # noqa: E402
+from tests.helpers import ARCHITECTURES, build_bpe_tokenizer, build_tiny_model, single_threaded  # noqa: E402
 
 # The unit tests run tiny models for which thread start-up costs more than the arithmetic (10x
 # slower with 2 threads on a busy 2-core machine); the end-to-end tests keep torch's default.
@@ -29,12 +28,8 @@ def _single_threaded_torch(request):
     if top not in _SINGLE_THREADED:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_threaded():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,17 @@ LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 ARCHITECTURES = ("bert", "distilbert", "roberta")
 SEED_WORDS = ("The", "movie", "was", "surprisingly", "good", "despite", "slow", "pacing")
 MAX_LEN = 128
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Tiny models: thread start-up costs more than the arithmetic on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def build_bpe_tokenizer(directory: Path, texts: list[str]) -> Any:

@@ -241,7 +241,7 @@ def component_rankings(adapter: Any, localizations: Sequence[Localization]) -> l
             continue
         if part.meta.get("direction") == "noise":  # low normalized output = important site
             part = Localization(part.example_id, part.method, part.target, part.metric, part.components,
-                                1.0 - part.effects, part.clean, part.corrupted, part.meta)
+                                part.oriented, part.clean, part.corrupted, part.meta)
         out.append(part)
     reference = {c for c in out[0].components} if out else set()
     return [loc for loc in out if set(loc.components) == reference]

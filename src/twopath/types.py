@@ -207,14 +207,18 @@ class Localization:
         return [str(c) for c in self.components]
 
     @property
+    def oriented(self) -> np.ndarray:
+        """Signed effects with larger = more important: noising patching reports the normalized
+        output left after patching (low = important), so it is flipped to the share removed."""
+        return 1.0 - self.effects if self.meta.get("direction") == "noise" else self.effects
+
+    @property
     def importance(self) -> np.ndarray:
         """How much each component matters, larger = more. For ablation, the size of the effect;
         for patching (normalized output, 0 = corrupted, 1 = clean), the share of the
         clean-vs-corrupted gap the site carries: the restored share when denoising, the removed
         share ``1 - effect`` when noising."""
-        if self.metric.startswith("normalized"):
-            return 1.0 - self.effects if self.meta.get("direction") == "noise" else self.effects
-        return np.abs(self.effects)
+        return self.oriented if self.metric.startswith("normalized") else np.abs(self.effects)
 
     def ranking(self) -> list[int]:
         """Component indices from most to least important (see :attr:`importance`; stable)."""

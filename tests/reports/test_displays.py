@@ -9,7 +9,6 @@ applicant and the loan findings (which add the pathway and layer-encoding figure
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import inspect
 import struct
@@ -24,10 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
+from tests.helpers import single_threaded  # noqa: E402
 from twopath.reports import figures  # noqa: E402
 from twopath.types import Example, ExampleResult, Report  # noqa: E402
 
@@ -37,17 +36,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _quiet(_: str) -> None:
     return None
-
-
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Tiny models: thread start-up costs more than the arithmetic on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @functools.cache

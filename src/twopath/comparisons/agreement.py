@@ -39,14 +39,6 @@ def agreement_matrix(table: pd.DataFrame, value: str = "spearman") -> pd.DataFra
     return table.pivot(index="method_a", columns="method_b", values=value)
 
 
-def _carried(localization: Localization) -> np.ndarray:
-    """Effects oriented so that larger = more important: noising patching reports the normalized
-    output left after patching (low = important), so it is flipped to the share removed."""
-    if localization.meta.get("direction") == "noise":
-        return 1.0 - localization.effects
-    return localization.effects
-
-
 def internal_agreement(localizations: Sequence[Localization], min_shared: int = 3) -> pd.DataFrame:
     """Agreement between internal-path methods on the components both measured.
 
@@ -59,8 +51,8 @@ def internal_agreement(localizations: Sequence[Localization], min_shared: int = 
     rows: list[dict[str, Any]] = []
     for i, a in enumerate(localizations):
         for b in localizations[i + 1 :]:
-            effects_b = dict(zip(b.labels, _carried(b), strict=True))
-            shared = [(e, effects_b[label]) for label, e in zip(a.labels, _carried(a), strict=True) if label in effects_b]
+            effects_b = dict(zip(b.labels, b.oriented, strict=True))
+            shared = [(e, effects_b[label]) for label, e in zip(a.labels, a.oriented, strict=True) if label in effects_b]
             if len(shared) < min_shared:
                 continue
             x, y = np.array(shared).T

@@ -35,10 +35,10 @@ from twopath.models.interventions import MaskedAblation
 from twopath.types import Attribution, Component, Example, Localization
 
 
-def _curves_from(order_rows: np.ndarray, f: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Deletion and insertion curves for every ordering (rows = orderings, values = indices)."""
+def _curves_from(order_rows: np.ndarray, f: Any, k_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion curves (k = 0…k_max) for every ordering (rows = orderings of indices)."""
     n_orders, n = order_rows.shape
-    k_max = n
+    k_max = n if k_max is None else k_max
     keep_del = np.ones((n_orders, k_max + 1, n), dtype=bool)
     keep_ins = np.zeros((n_orders, k_max + 1, n), dtype=bool)
     for o, order in enumerate(order_rows):
@@ -106,23 +106,13 @@ def internal_faithfulness(adapter: Any, example: Example, localizations: Sequenc
             out.append(torch.softmax(logits, -1)[:, target].numpy())
         return np.concatenate(out)
 
-    def curves(orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        keep_del = np.ones((len(orders), k_max + 1, n), dtype=bool)
-        keep_ins = np.zeros((len(orders), k_max + 1, n), dtype=bool)
-        for o, order in enumerate(orders):
-            for k in range(1, k_max + 1):
-                keep_del[o, k, order[:k]] = False
-                keep_ins[o, k, order[:k]] = True
-        return (f(keep_del.reshape(-1, n)).reshape(len(orders), -1),
-                f(keep_ins.reshape(-1, n)).reshape(len(orders), -1))
-
     rows = []
     for loc in localizations:
         index = {c: i for i, c in enumerate(candidates)}
         order = np.array([index[loc.components[i]] for i in np.argsort(-loc.effects, kind="stable")])
-        deletion, insertion = curves(order[None])
+        deletion, insertion = _curves_from(order[None], f, k_max)
         rows.append(_summary(loc.method, "internal", deletion[0], insertion[0], k_max))
-    deletion, insertion = curves(_random_orders(n, n_random, seed))
+    deletion, insertion = _curves_from(_random_orders(n, n_random, seed), f, k_max)
     rows.append(_summary("random order", "internal", deletion.mean(0), insertion.mean(0), k_max))
     return rows
 
