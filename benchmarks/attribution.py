@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from twopath.attribution import ATTRIBUTION_METHODS  # noqa: E402
 from twopath.attribution.lime_ import _SENTINEL, _SPLIT  # noqa: E402
 from twopath.attribution.shap_ import adjacent_word_tree  # noqa: E402
-from twopath.models.cost import forward_seconds  # noqa: E402
+from twopath.runtime.cost import forward_seconds  # noqa: E402
 from twopath.types import Example  # noqa: E402
 
 
@@ -154,9 +154,9 @@ def main() -> None:
     import shap
 
     from twopath.datasets import loan, sentiment
-    from twopath.models import zoo
-    from twopath.models.tabular import TorchTabularClassifier
-    from twopath.models.text import HFTextClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.tabular import TorchTabularClassifier
+    from twopath.runtime.text import HFTextClassifier
 
     torch.manual_seed(0)
     # warm shap's compiled code once so neither side pays the JIT

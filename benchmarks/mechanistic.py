@@ -8,7 +8,7 @@ For each sweep three ways of computing the same numbers:
   entering the first layer it edits (:mod:`twopath.models.prefix`).
 
 Costs are in F1 units: one unmodified batch-size-1 forward pass of the same model on the same
-input (:func:`twopath.models.cost.forward_seconds`), measured again just before every timed run
+input (:func:`twopath.runtime.cost.forward_seconds`), measured again just before every timed run
 (the methods run round-robin), so a machine whose load drifts skews no column in particular.
 Costs are medians of a few repeats after one warm-up; sweeps run under ``torch.no_grad``.
 The table also prints the largest difference between the methods' results, which must be ~0.
@@ -33,9 +33,9 @@ from twopath.mechanistic.ablation import HeadAblation, NeuronAblation  # noqa: E
 from twopath.mechanistic.attribution_patching import AttributionPatching  # noqa: E402
 from twopath.mechanistic.base import logits_output, run_output, sweep  # noqa: E402
 from twopath.mechanistic.patching import ActivationPatching, check_contrast, patch_components  # noqa: E402
-from twopath.models.cost import forward_seconds  # noqa: E402
-from twopath.models.hooks import Hook, first_tensor, hooked  # noqa: E402
-from twopath.models.interventions import (  # noqa: E402
+from twopath.runtime.cost import forward_seconds  # noqa: E402
+from twopath.runtime.hooks import Hook, first_tensor, hooked  # noqa: E402
+from twopath.runtime.interventions import (  # noqa: E402
     Edit,
     ablate,
     capture,
@@ -234,9 +234,9 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     from twopath.datasets import loan, sentiment
-    from twopath.models import zoo
-    from twopath.models.tabular import TorchTabularClassifier
-    from twopath.models.text import HFTextClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.tabular import TorchTabularClassifier
+    from twopath.runtime.text import HFTextClassifier
 
     threads = os.environ.get("TWOPATH_BENCH_THREADS")
     if threads:

@@ -59,7 +59,7 @@ def background_texts(corpus) -> list[str]:
 def wordpiece_tokenizer():
     from transformers import AutoTokenizer
 
-    from twopath.models import zoo
+    from twopath.seed import zoo
 
     return AutoTokenizer.from_pretrained(zoo.minilm_path())
 
@@ -87,7 +87,7 @@ def tiny_dirs(tmp_path_factory, wordpiece_tokenizer, bpe_tokenizer) -> dict[str,
 @pytest.fixture(scope="session", params=ARCHITECTURES)
 def tiny_text(request, tiny_dirs, background_texts):
     """Each tiny architecture loaded through ``HFTextClassifier.from_pretrained``."""
-    from twopath.models.text import HFTextClassifier
+    from twopath.runtime.text import HFTextClassifier
 
     adapter = HFTextClassifier.from_pretrained(tiny_dirs[request.param])
     adapter.background = list(background_texts)
@@ -97,8 +97,8 @@ def tiny_text(request, tiny_dirs, background_texts):
 @pytest.fixture(scope="session")
 def tiny_sentiment(background_texts):
     """The trained 2-layer BERT reference model (cached in ~/.cache/twopath)."""
-    from twopath.models import zoo
-    from twopath.models.text import HFTextClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.text import HFTextClassifier
 
     adapter = HFTextClassifier.from_pretrained(zoo.tiny_sentiment_model())
     adapter.background = list(background_texts)
@@ -107,7 +107,7 @@ def tiny_sentiment(background_texts):
 
 @pytest.fixture(scope="session")
 def loan_dir() -> Path:
-    from twopath.models import zoo
+    from twopath.seed import zoo
 
     return zoo.loan_model()
 
@@ -122,7 +122,7 @@ def loan_background():
 @pytest.fixture(scope="session")
 def loan_adapter(loan_dir, loan_background):
     """The synthetic-loan MLP with a 200-applicant background. Do not change its background."""
-    from twopath.models.tabular import TorchTabularClassifier
+    from twopath.runtime.tabular import TorchTabularClassifier
 
     adapter = TorchTabularClassifier.load(loan_dir)
     adapter.background = loan_background

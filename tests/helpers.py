@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from twopath.models.base import target_output
-from twopath.models.tabular import TorchTabularClassifier, fitted_preprocessor
+from twopath.runtime.adapter import target_output
+from twopath.runtime.tabular import TorchTabularClassifier, fitted_preprocessor
 from twopath.types import Example
 
 TEXT_LABELS = ("negative", "positive")

@@ -2,7 +2,7 @@
 
 Each notebook is executed with nbclient in a fresh ``python3`` kernel started from this
 interpreter (the virtual environment), offline (``HF_HUB_OFFLINE=1``), with ``notebooks/`` as its
-working directory. The small models they use are cached by ``twopath.models.zoo``; on a machine
+working directory. The small models they use are cached by ``twopath.seed.zoo``; on a machine
 without the cache the first run trains them (about a minute).
 """
 

@@ -124,7 +124,7 @@ def explain(
     say = _say(quiet)
 
     def action() -> None:
-        from twopath.models.text import HFTextClassifier
+        from twopath.runtime.text import HFTextClassifier
         from twopath.pipeline import explain as run_explain
         from twopath.reports import write_report
         from twopath.tasks import reproducibility, text_counterfactual
@@ -165,7 +165,7 @@ def explain_tabular(
     say = _say(quiet)
 
     def action() -> None:
-        from twopath.models.tabular import TorchTabularClassifier
+        from twopath.runtime.tabular import TorchTabularClassifier
         from twopath.pipeline import explain as run_explain
         from twopath.reports import write_report
         from twopath.tasks import nearest_contrast, read_table, reproducibility

@@ -43,7 +43,7 @@ def _one(adapter: Any, example: Example, methods: Sequence[str], seed: int) -> d
     settings = {"shap": {"max_evals": 100, "exact_max_units": 8}, "integrated_gradients": {"max_steps": 64}}
     attributions = [ATTRIBUTION_METHODS.create(m, seed=seed, **settings.get(m, {})).attribute(adapter, example, target=target)
                     for m in methods if adapter.modality in ATTRIBUTION_METHODS.get(m).modalities]
-    kind = "head_ablation" if adapter.modality == "text" else "neuron_ablation"
+    kind = f"{adapter.default_component}_ablation"
     ablation = MECHANISTIC_METHODS.create(kind).localize(adapter, example, target=target)
     rows = faithfulness.input_faithfulness(adapter, example, attributions, n_random=3, seed=seed)
     rows += faithfulness.internal_faithfulness(adapter, example, [ablation], k_max=10, n_random=3, seed=seed)

@@ -19,7 +19,7 @@ import torch
 from twopath.comparisons import claims
 from twopath.mechanistic import behaviour, clusters
 from twopath.mechanistic.heads import attention_enrichment
-from twopath.models.interventions import ablate, capture, intervene
+from twopath.runtime.interventions import ablate, capture, intervene
 from twopath.types import Component, ExampleResult
 
 SEED_WORD_SCORES = {"good": 0.6, "surprisingly": 0.3, "slow": -0.4}
@@ -33,16 +33,20 @@ def _shap_scores(result: ExampleResult) -> dict[str, float]:
 
 def _outputs(adapter: Any, ids: torch.Tensor, mask: torch.Tensor, target: int, edits: Sequence[Any] = ()) -> np.ndarray:
     with torch.no_grad(), intervene(adapter, list(edits)):
-        return adapter.output(adapter.logits(ids, mask), target).numpy()
+        return adapter.output(adapter.logits(_batch(ids, mask)), target).cpu().numpy()
+
+
+def _batch(ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"input_ids": ids, "attention_mask": mask.expand(ids.shape[0], -1)}
 
 
 def _pooled_neurons(adapter: Any, layer: int, ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """(rows, neurons): the layer's MLP activation averaged over real tokens."""
     with torch.no_grad(), capture(adapter, [Component("neuron", layer, 0)]) as store:
-        adapter.logits(ids, mask)
+        adapter.logits(_batch(ids, mask))
     act = store[(layer, "neuron")]
     weights = mask.expand(ids.shape[0], -1)[..., None].to(act.dtype)
-    return ((act * weights).sum(1) / weights.sum(1)).numpy()
+    return ((act * weights).sum(1) / weights.sum(1)).cpu().numpy()
 
 
 def sentiment_findings(adapter: Any, result: ExampleResult, texts: Sequence[str], lexicon: pd.DataFrame,

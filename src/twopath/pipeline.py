@@ -33,9 +33,8 @@ from twopath.comparisons import (
 )
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.circuits import find_circuit
-from twopath.models.base import OutputSpace
-from twopath.models.cost import forward_seconds
-from twopath.models.text import split_words
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.cost import forward_seconds
 from twopath.types import Attribution, Example, ExampleResult, Localization, TwopathError
 
 Say = Callable[[str], None]
@@ -183,22 +182,9 @@ def randomization_sanity(adapter: Any, example: Example, target: str, methods: S
 
 def _without_top_units(adapter: Any, example: Example, attribution: Attribution, k: int = 3) -> Example:
     """The example with the input path's top-k units removed, keeping the input's shape."""
-    top = set(np.argsort(-attribution.scores, kind="stable")[:k].tolist())
-    if adapter.modality == "text":
-        text = str(example.raw)
-        spans = split_words(text)
-        pieces, last = [], 0
-        for i, (start, end) in enumerate(spans):
-            pieces.append(text[last:start])
-            n_tok = len(adapter.tokenizer.tokenize(text[start:end]))
-            pieces.append(adapter.tokenizer.mask_token * n_tok if i in top and adapter.tokenizer.mask_token else text[start:end])
-            last = end
-        return Example(f"{example.id}-top-units-removed", "".join(pieces) + text[last:], example.target)
-    background = adapter.decode(np.median(adapter.encode(adapter.background), axis=0, keepdims=True)).iloc[0]
-    raw = dict(example.raw)  # type: ignore[arg-type]
-    for i in top:
-        raw[adapter.features[i]] = background[adapter.features[i]]
-    return Example(f"{example.id}-top-units-removed", raw, example.target)
+    top = np.argsort(-attribution.scores, kind="stable")[:k].tolist()
+    removed = adapter.without_units(example, top)
+    return Example(f"{example.id}-top-units-removed", removed.raw, example.target)
 
 
 def run_edit_test(adapter: Any, example: Example, target: str, attributions: Sequence[Attribution],
@@ -207,7 +193,7 @@ def run_edit_test(adapter: Any, example: Example, target: str, attributions: Seq
     path's top units flow through most (attribution patching against the input with those units
     removed); compare the effect on the example, related inputs and unrelated inputs."""
     main = next((a for a in attributions if a.method == "shap"), attributions[0])
-    kind = "head" if adapter.modality == "text" else "neuron"
+    kind = adapter.default_component
     removed = _without_top_units(adapter, example, main)
     try:
         flow = MECHANISTIC_METHODS.create("attribution_patching", direction="noise", sites=(kind,)).localize(
@@ -233,7 +219,7 @@ def run_edit_test(adapter: Any, example: Example, target: str, attributions: Seq
 def component_rankings(adapter: Any, localizations: Sequence[Localization]) -> list[Localization]:
     """Rankings of the same candidate components (heads of a transformer, neurons of an MLP)
     from every internal method that measured them, oriented so that larger = more important."""
-    kind = "head" if adapter.modality == "text" else "neuron"
+    kind = adapter.default_component
     out = []
     for loc in localizations:
         part = loc.subset(kind)

@@ -76,8 +76,8 @@ def _dataset(adapter: Any, examples: list[Example], seed: int, say: Say, progres
 def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_size: int | None = None,
               progress: Progress | None = None) -> Report:
     from twopath.datasets import sentiment as data
-    from twopath.models import zoo
-    from twopath.models.text import HFTextClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.text import HFTextClassifier
 
     path = zoo.sentiment_model(say=say)
     manifest = zoo.read_manifest(path)
@@ -109,8 +109,8 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
 
 def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
     from twopath.datasets import loan as data
-    from twopath.models import zoo
-    from twopath.models.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.tabular import TorchTabularClassifier
 
     path = zoo.loan_model(say=say)
     manifest = zoo.read_manifest(path)
@@ -141,8 +141,8 @@ def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progr
 
 def hmda(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
     from twopath.datasets import loan as data
-    from twopath.models import zoo
-    from twopath.models.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.tabular import TorchTabularClassifier
 
     path = zoo.hmda_model(say=say)
     manifest = zoo.read_manifest(path)

@@ -10,7 +10,7 @@ import torch
 from tests.helpers import clear_evaluators, linear_adapter, tabular_output, text_output
 from twopath.attribution import ATTRIBUTION_METHODS, shap_
 from twopath.datasets import loan, sentiment
-from twopath.models.evaluator import evaluator_for
+from twopath.runtime.evaluator import evaluator_for
 from twopath.types import Example
 
 SEED_TEXT = Example(sentiment.SEED_EXAMPLE_ID, sentiment.SEED_SENTENCE)
@@ -170,7 +170,7 @@ def test_linear_target_flip_negates_scores(linear):
 
 def test_changing_the_background_changes_shap(loan_dir, loan_background):
     """Masking uses the *current* background: no stale memo after it is replaced."""
-    from twopath.models.tabular import TorchTabularClassifier
+    from twopath.runtime.tabular import TorchTabularClassifier
 
     adapter = TorchTabularClassifier.load(loan_dir)
     adapter.background = loan_background.iloc[:50]

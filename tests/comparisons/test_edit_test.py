@@ -19,7 +19,7 @@ from twopath.comparisons.edit_test import (
     winner,
 )
 from twopath.datasets import loan
-from twopath.models.tabular import TorchTabularClassifier, fitted_preprocessor
+from twopath.runtime.tabular import TorchTabularClassifier, fitted_preprocessor
 from twopath.types import Component, Example, TwopathError
 
 SENTENCE = "The movie was surprisingly good, despite slow pacing."

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from twopath.comparisons import agreement, faithfulness
-from twopath.models.tabular import TorchTabularClassifier, fitted_preprocessor
+from twopath.runtime.tabular import TorchTabularClassifier, fitted_preprocessor
 from twopath.types import Attribution, Component, Example, Localization
 
 FEATURES = ("a", "b", "c", "d")

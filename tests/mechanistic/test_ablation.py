@@ -14,10 +14,10 @@ from tests.helpers import n_hooks, text_output
 from twopath.datasets import loan, sentiment
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.ablation import HeadAblation, NeuronAblation
-from twopath.models.base import target_output
-from twopath.models.interventions import Edit, intervene
-from twopath.models.tabular import TorchTabularClassifier, fitted_preprocessor
-from twopath.models.text import HFTextClassifier
+from twopath.runtime.adapter import target_output
+from twopath.runtime.interventions import Edit, intervene
+from twopath.runtime.tabular import TorchTabularClassifier, fitted_preprocessor
+from twopath.runtime.text import HFTextClassifier
 from twopath.types import Component, Example, Localization, TwopathError
 
 SEED_TEXT = Example(sentiment.SEED_EXAMPLE_ID, sentiment.SEED_SENTENCE)

@@ -16,8 +16,8 @@ from twopath.mechanistic.behaviour import (
     random_controls,
     score_separation,
 )
-from twopath.models.interventions import ablate
-from twopath.models.tabular import TorchTabularClassifier
+from twopath.runtime.interventions import ablate
+from twopath.runtime.tabular import TorchTabularClassifier
 from twopath.types import Component, TwopathError
 
 APPLICANT = {"credit": 2.0, "income": 1.5, "age": 2.0, "employment": "full"}

@@ -18,7 +18,7 @@ from twopath.mechanistic.clusters import (
     neuron_clusters,
     word_presence,
 )
-from twopath.models.tabular import TorchTabularClassifier, fitted_preprocessor
+from twopath.runtime.tabular import TorchTabularClassifier, fitted_preprocessor
 from twopath.types import Component, TwopathError
 
 SCALES = (1.0, 2.0, 0.5, 1.5)

@@ -9,8 +9,8 @@ import torch
 from tests.helpers import n_hooks, swapped, tabular_output, text_output
 from twopath.datasets import loan, sentiment
 from twopath.mechanistic.patching import ActivationPatching
-from twopath.models.base import target_output
-from twopath.models.interventions import Edit, capture, intervene, read, site_key
+from twopath.runtime.adapter import target_output
+from twopath.runtime.interventions import Edit, capture, intervene, read, site_key
 from twopath.types import Component, Example, TwopathError
 
 SEED_TEXT = Example(sentiment.SEED_EXAMPLE_ID, sentiment.SEED_SENTENCE)
@@ -198,8 +198,8 @@ def test_attribution_patching_is_exact_where_the_output_is_linear_in_the_site():
     estimate of patching a last-layer neuron equals exact patching."""
     from twopath.datasets import loan
     from twopath.mechanistic import MECHANISTIC_METHODS
-    from twopath.models import zoo
-    from twopath.models.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.tabular import TorchTabularClassifier
     from twopath.types import Example
 
     adapter = TorchTabularClassifier.load(zoo.loan_model(say=lambda _: None))

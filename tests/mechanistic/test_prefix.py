@@ -16,7 +16,7 @@ from twopath.mechanistic.ablation import (
 )
 from twopath.mechanistic.base import batched_edits, sweep
 from twopath.mechanistic.patching import patch_components
-from twopath.models.interventions import (
+from twopath.runtime.interventions import (
     Edit,
     ablate,
     capture,

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from tests.helpers import n_hooks
-from twopath.models.hooks import Hook, first_tensor, hooked, replace_first
-from twopath.models.interventions import Edit, capture, intervene
+from twopath.runtime.hooks import Hook, first_tensor, hooked, replace_first
+from twopath.runtime.interventions import Edit, capture, intervene
 from twopath.types import Component, Example
 
 

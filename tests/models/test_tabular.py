@@ -9,7 +9,7 @@ import torch
 
 from tests.helpers import tabular_output
 from twopath.datasets import loan
-from twopath.models.tabular import TorchTabularClassifier, build_mlp, fitted_preprocessor
+from twopath.runtime.tabular import TorchTabularClassifier, build_mlp, fitted_preprocessor
 from twopath.types import Component, Example, TwopathError
 
 

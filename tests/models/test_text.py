@@ -14,8 +14,8 @@ from tests.helpers import SEED_WORDS, swapped, text_output
 from twopath.attribution import ATTRIBUTION_METHODS
 from twopath.datasets.sentiment import SEED_SENTENCE
 from twopath.mechanistic import MECHANISTIC_METHODS
-from twopath.models.interventions import capture
-from twopath.models.text import HFTextClassifier, split_words
+from twopath.runtime.interventions import capture
+from twopath.runtime.text import HFTextClassifier, split_words
 from twopath.types import Component, Example, TwopathError
 
 SEED = Example("seed", SEED_SENTENCE)

@@ -42,8 +42,8 @@ def _quiet(_: str) -> None:
 def text_adapter() -> Any:
     """The trained tiny BERT with 16 held-out background sentences (its own instance)."""
     from twopath.datasets import sentiment
-    from twopath.models import zoo
-    from twopath.models.text import HFTextClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.text import HFTextClassifier
 
     adapter = HFTextClassifier.from_pretrained(zoo.tiny_sentiment_model(say=_quiet), name="tiny BERT (tests)")
     _, test = sentiment.split()
@@ -54,8 +54,8 @@ def text_adapter() -> Any:
 def loan_adapter() -> Any:
     """A freshly loaded loan MLP with the 200-applicant background (a new instance per call)."""
     from twopath.datasets import loan
-    from twopath.models import zoo
-    from twopath.models.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
+    from twopath.runtime.tabular import TorchTabularClassifier
 
     adapter = TorchTabularClassifier.load(zoo.loan_model(say=_quiet))
     adapter.name = "loan MLP (tests)"
@@ -106,7 +106,7 @@ def loan_result() -> ExampleResult:
 
 
 def text_report(result: ExampleResult) -> Report:
-    from twopath.models import zoo
+    from twopath.seed import zoo
     from twopath.tasks import reproducibility
 
     manifest = zoo.read_manifest(zoo.tiny_sentiment_model(say=_quiet))
@@ -115,7 +115,7 @@ def text_report(result: ExampleResult) -> Report:
 
 
 def loan_report(adapter: Any, result: ExampleResult, seed: int = 0) -> Report:
-    from twopath.models import zoo
+    from twopath.seed import zoo
     from twopath.tasks import reproducibility
 
     manifest = zoo.read_manifest(zoo.loan_model(say=_quiet))

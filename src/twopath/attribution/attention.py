@@ -1,8 +1,9 @@
 """Attention weights of the last layer — a popular but **non-causal** baseline.
 
 Users often read "where the classifier token looks" as an explanation. This method reports, for
-each word, the attention the first token ([CLS]/<s>) pays to the word's sub-tokens in the last
-layer, averaged over heads and summed over sub-tokens. It is unsigned (never negative), says
+each word, the attention the reading token (the first token, [CLS]/<s>, of an encoder; the last
+real token of a decoder) pays to the word's sub-tokens in the last layer, averaged over heads
+and summed over sub-tokens. It is unsigned (never negative), says
 nothing about what the attended information *does*, and is known to disagree with gradient and
 perturbation methods (Jain & Wallace, 2019); twopath shows it as a baseline to compare against,
 never as evidence. Text models only.
@@ -13,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod
-from twopath.types import Example, TwopathError
+from twopath.types import Example
 
 
 @ATTRIBUTION_METHODS.register("attention", modalities=("text",))
@@ -26,10 +26,9 @@ class AttentionWeights(AttributionMethod):
     what_it_tells_you = "where the classifier token looks in the last layer — not what causes the output"
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
-        inp = adapter.encode(adapter.check_example(example))
-        with torch.no_grad():
-            out = adapter.model(input_ids=inp.input_ids, attention_mask=inp.attention_mask, output_attentions=True)
-        if not out.attentions:
-            raise TwopathError("the model returned no attention weights (use eager attention)")
-        weights = out.attentions[-1][0].mean(0)[0].numpy()  # heads averaged; row of the first token
-        return inp.merge(weights), None, {"n_evals": 1, "n_model_rows": 1, "causal": False, "layer": adapter.n_layers - 1}
+        inputs = adapter.inputs(example)
+        attentions = adapter.attention_weights(inputs)
+        reader = int(adapter.reading_position(inputs)[0])
+        weights = attentions[-1][0].mean(0)[reader]  # heads averaged; row of the reading token
+        return adapter.merge_to_units(example, weights), None, {
+            "n_evals": 1, "n_model_rows": 1, "causal": False, "layer": adapter.n_layers - 1, "reading_position": reader}

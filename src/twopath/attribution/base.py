@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from twopath.models.base import OUTPUT_SPACES, OutputSpace
+from twopath.runtime.adapter import OUTPUT_SPACES, OutputSpace
 from twopath.registry import Registry
 from twopath.types import Attribution, Example, TwopathError
 

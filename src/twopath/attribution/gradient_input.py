@@ -28,21 +28,12 @@ class GradientXInput(AttributionMethod):
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         from captum.attr import InputXGradient
 
-        if adapter.modality == "text":
-            inp = adapter.encode(adapter.check_example(example))
-            with torch.no_grad():
-                emb = adapter.embedding_layer()(inp.input_ids)
+        inputs = adapter.inputs(example)
+        with torch.no_grad():
+            emb = adapter.embed(inputs)
 
-            def forward(embeds: torch.Tensor) -> torch.Tensor:
-                logits = adapter.model(inputs_embeds=embeds, attention_mask=inp.attention_mask.expand(embeds.shape[0], -1)).logits
-                return adapter.output(logits, target, self.output)
+        def forward(embeds: torch.Tensor) -> torch.Tensor:
+            return adapter.output(adapter.run_embedded(embeds, inputs), target, self.output)
 
-            attr = InputXGradient(forward).attribute(emb.clone().requires_grad_(True))
-            return inp.merge(attr.sum(-1)[0].detach().numpy()), None, {"n_evals": 1, "n_model_rows": 1}
-        x = adapter.transform(adapter.check_example(example))
-
-        def forward_tab(inputs: torch.Tensor) -> torch.Tensor:
-            return adapter.output(adapter.model(inputs), target, self.output)
-
-        attr = InputXGradient(forward_tab).attribute(x.clone().requires_grad_(True))
-        return adapter.merge_columns(attr.detach().numpy()[0]), None, {"n_evals": 1, "n_model_rows": 1}
+        attr = InputXGradient(forward).attribute(emb.clone().requires_grad_(True))
+        return adapter.merge_to_units(example, attr), None, {"n_evals": 1, "n_model_rows": 1}

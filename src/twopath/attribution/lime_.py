@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, evaluator_meta
-from twopath.models.base import OutputSpace
-from twopath.models.evaluator import evaluator_for
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.evaluator import evaluator_for
 from twopath.types import Example, TwopathError
 
 _SENTINEL = "\u2063TWOPATHMASK\u2063"
@@ -91,7 +91,7 @@ class Lime(AttributionMethod):
         def predict(rows: np.ndarray) -> np.ndarray:
             counter["rows"] += len(rows)
             with torch.no_grad():
-                logits = adapter.logits(adapter.transform_coded(rows))
+                logits = adapter.logits({"x": adapter.transform_coded(rows)})
                 return adapter.output(logits, target, self.output).numpy()
 
         explainer = LimeTabularExplainer(

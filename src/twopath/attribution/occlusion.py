@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, evaluator_meta
-from twopath.models.evaluator import evaluator_for
+from twopath.runtime.evaluator import evaluator_for
 from twopath.types import Example
 
 

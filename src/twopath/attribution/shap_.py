@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, evaluator_meta
-from twopath.models.base import OutputSpace
-from twopath.models.evaluator import evaluator_for
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.evaluator import evaluator_for
 from twopath.types import Example, TwopathError
 
 _WARM = False
@@ -88,21 +88,23 @@ class Shap(AttributionMethod):
         shap.explainers.Partition(lambda m: m.sum(1), masker)(np.ones((1, 4)), max_evals=20, silent=True)
         _WARM = True
 
-    def resolve_algorithm(self, modality: str, n_units: int) -> str:
+    def resolve_algorithm(self, ordered: bool, n_units: int) -> str:
+        """The algorithm for ``n_units`` units; ``ordered`` units (words) get the partition tree
+        of adjacent words, unordered ones (features) permutation sampling."""
         if self.algorithm not in ALGORITHMS:
             raise TwopathError(f"unknown SHAP algorithm {self.algorithm!r}; expected one of {list(ALGORITHMS)}")
-        if self.algorithm in ("deep", "gradient") and modality != "tabular":
+        if self.algorithm in ("deep", "gradient") and ordered:
             raise TwopathError(f"SHAP algorithm {self.algorithm!r} is for tabular models only")
         if self.algorithm != "auto":
             return self.algorithm
         if n_units <= self.exact_max_units:
             return "exact"
-        return "permutation" if modality == "tabular" else "partition"
+        return "partition" if ordered else "permutation"
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         import shap
 
-        algorithm = self.resolve_algorithm(adapter.modality, len(adapter.units(example)))
+        algorithm = self.resolve_algorithm(adapter.positional, len(adapter.units(example)))
         if algorithm in ("deep", "gradient"):
             return self._gradient_based(adapter, example, target, algorithm)
         ev = evaluator_for(adapter, example, target, self.output, self.background_size)

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twopath.models.hooks import Hook, first_tensor, hooked
-from twopath.models.interventions import site
+from twopath.runtime.hooks import at, first_tensor, hooked
 from twopath.types import Attribution, Component, Example
 
 
@@ -41,7 +40,7 @@ def _component_scalar(adapter: Any, component: Component, direction: torch.Tenso
 
 def _head_direction(adapter: Any, component: Component, inputs: dict[str, torch.Tensor], target: int) -> torch.Tensor:
     """Gradient of the target output w.r.t. the head's output slice on the example."""
-    module, kind = site(adapter, component)
+    where = adapter.site(component)
     store: dict[str, torch.Tensor] = {}
 
     def keep(m: Any, args: Any) -> None:
@@ -49,7 +48,7 @@ def _head_direction(adapter: Any, component: Component, inputs: dict[str, torch.
         store["act"] = args[0]
 
     adapter.model.zero_grad(set_to_none=True)
-    with hooked(adapter.model, [Hook(module, keep, "pre")]):
+    with hooked(adapter.model, [at(where, keep)]):
         adapter.output(adapter.run(inputs), target)[0].backward()
     grad = store["act"].grad
     assert grad is not None
@@ -61,39 +60,25 @@ def component_input_attribution(adapter: Any, example: Example, component: Compo
     """IG of the component's contribution scalar with respect to the input, per unit."""
     from captum.attr import IntegratedGradients
 
-    module, kind = site(adapter, component)
+    where = adapter.site(component)
     store: dict[str, torch.Tensor] = {}
 
     def grab(*hook_args: Any) -> None:
-        store["act"] = hook_args[1][0] if kind == "pre" else first_tensor(hook_args[2])
+        store["act"] = hook_args[1][0] if where.kind == "pre" else first_tensor(hook_args[2])
 
-    if adapter.modality == "text":
-        inp = adapter.encode(str(example.raw))
-        direction = _head_direction(adapter, component, {"input_ids": inp.input_ids, "attention_mask": inp.attention_mask}, target) \
-            if component.kind == "head" else None
-        read = _component_scalar(adapter, component, direction)
-        layer = adapter.embedding_layer()
-        with torch.no_grad():
-            emb, base = layer(inp.input_ids), layer(adapter.baseline_ids(inp, "pad"))
+    inputs = adapter.inputs(example)
+    direction = _head_direction(adapter, component, inputs, target) if component.kind == "head" else None
+    read = _component_scalar(adapter, component, direction)
+    with torch.no_grad():
+        emb, base = adapter.embed(inputs), adapter.baseline(example)
 
-        def forward(embeds: torch.Tensor) -> torch.Tensor:
-            with hooked(adapter.model, [Hook(module, grab, kind)]):  # type: ignore[arg-type]
-                adapter.model(inputs_embeds=embeds, attention_mask=inp.attention_mask.expand(embeds.shape[0], -1))
-            return read(store["act"])
-
-        attr = IntegratedGradients(forward).attribute(emb, baselines=base, n_steps=n_steps, internal_batch_size=64)
-        return inp.merge(attr.sum(-1)[0].detach().numpy())
-    x = adapter.transform(adapter.check_example(example))
-    base_x = adapter.transform(adapter.background).mean(0, keepdim=True)
-    read = _component_scalar(adapter, component, None)
-
-    def forward_tab(inputs: torch.Tensor) -> torch.Tensor:
-        with hooked(adapter.model, [Hook(module, grab, kind)]):  # type: ignore[arg-type]
-            adapter.model(inputs)
+    def forward(embeds: torch.Tensor) -> torch.Tensor:
+        with hooked(adapter.model, [at(where, grab)]):
+            adapter.run_embedded(embeds, inputs)
         return read(store["act"])
 
-    attr = IntegratedGradients(forward_tab).attribute(x, baselines=base_x, n_steps=n_steps)
-    return adapter.merge_columns(attr.detach().numpy()[0])
+    attr = IntegratedGradients(forward).attribute(emb, baselines=base, n_steps=n_steps, internal_batch_size=64)
+    return adapter.merge_to_units(example, attr)
 
 
 def bridge_map(adapter: Any, example: Example, components: Sequence[Component], target: int) -> pd.DataFrame:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twopath.models.evaluator import evaluator_for
-from twopath.models.interventions import ablate, intervene
+from twopath.runtime.evaluator import evaluator_for
+from twopath.runtime.interventions import ablate, intervene
 from twopath.types import Attribution, Example, Localization
 
 

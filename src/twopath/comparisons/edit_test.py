@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twopath.models.interventions import Edit, ablate, intervene
+from twopath.runtime.interventions import Edit, ablate, intervene
 from twopath.types import Component, Example, TwopathError
 
 #: Added to the denominator of the specificity so an edit with no effect on unrelated inputs

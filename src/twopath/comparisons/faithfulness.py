@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twopath.models.evaluator import evaluator_for
-from twopath.models.interventions import MaskedAblation
+from twopath.runtime.evaluator import evaluator_for
+from twopath.runtime.interventions import MaskedAblation
 from twopath.types import Attribution, Component, Example, Localization
 
 

@@ -24,9 +24,8 @@ A randomized weight matrix or bias is redrawn from ``N(0, std)`` with the std of
 replaces (so activations keep their scale); normalization layers are reset to their initial
 state (gain 1, shift 0). The draws come from one seeded generator, so the check is repeatable.
 Every step works on a deep copy of the adapter: the original model is never touched, and the
-copy's memoized coalition evaluators (``adapter.__dict__["_evaluators"]``, shared by SHAP, LIME
-and occlusion) are dropped before each explanation, so no method is served the original model's
-outputs from the cache.
+copy's cache (traces and the coalition evaluators shared by SHAP, LIME and occlusion) is
+dropped before each explanation, so no method is served the original model's outputs.
 """
 
 from __future__ import annotations
@@ -42,6 +41,8 @@ import torch
 from torch import nn
 
 from twopath.metrics import spearman, top_k_jaccard
+from twopath.runtime.text import _under
+from twopath.runtime.trace import forget
 from twopath.types import TwopathError
 
 #: ``explain(adapter) -> {method name: scores}``, the same units for every adapter it is given.
@@ -49,62 +50,30 @@ Explain = Callable[[Any], Mapping[str, Any]]
 Block = tuple[str, tuple[str, ...]]  # (label, module-name prefixes)
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
-_CACHE_ATTRS = ("_evaluators", "_means")  # per-model caches that must not survive re-initialisation
 
 
 def layer_blocks(adapter: Any, embeddings: bool = False) -> list[Block]:
     """The model's randomizable layers from the top down, as (label, module-name prefixes)."""
-    names = {id(m): name for name, m in adapter.model.named_modules()}
-    if adapter.modality == "text":
-        layers = [names[id(m)] for m in adapter.layer_modules]
-        embed_name = names[id(adapter.embedding_layer())]
-        embed_prefix = embed_name.rsplit(".", 1)[0] if "." in embed_name else embed_name
-        taken = (*layers, embed_prefix)
-        head = tuple(sorted({
-            name for name, module in adapter.model.named_modules()
-            if any(True for _ in module.parameters(recurse=False))
-            and not any(_under(name, prefix) for prefix in taken)
-        }))
-        if not head:
-            raise TwopathError("cannot find the classifier head: every parameter is in the embeddings or the layers")
-        blocks: list[Block] = [("head", head)]
-        blocks += [(f"L{i}", (layers[i],)) for i in reversed(range(len(layers)))]
-        if embeddings:
-            blocks.append(("embeddings", (embed_prefix,)))
-        return blocks
-    linears = [name for name, m in adapter.model.named_modules() if isinstance(m, nn.Linear)]
-    if len(linears) < 2:
-        raise TwopathError("the tabular model needs at least one hidden and one output Linear layer")
-    blocks = [("output", (linears[-1],))]
-    blocks += [(f"L{i}", (linears[i],)) for i in reversed(range(len(linears) - 1))]
+    blocks: list[Block] = adapter.parameter_blocks(embeddings)
     return blocks
 
 
-def _under(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def detached_copy(adapter: Any) -> Any:
-    """A deep copy of ``adapter`` (model included) without its memoized evaluators.
+    """A deep copy of ``adapter`` (model included), with nothing memoized.
 
-    The tokenizer is shared, not copied: it holds no model state.
+    The tokenizer is shared, not copied: it holds no model state. The copy is a new object, so
+    its cache (:func:`twopath.runtime.trace.caches`) starts empty.
     """
     memo: dict[int, Any] = {}
     tokenizer = getattr(adapter, "tokenizer", None)
     if tokenizer is not None:
         memo[id(tokenizer)] = tokenizer
-    for attr in _CACHE_ATTRS:  # do not spend time copying caches that are dropped anyway
-        if attr in adapter.__dict__:
-            memo[id(adapter.__dict__[attr])] = {}
-    clone = copy.deepcopy(adapter, memo)
-    clear_caches(clone)
-    return clone
+    return copy.deepcopy(adapter, memo)
 
 
 def clear_caches(adapter: Any) -> None:
-    """Drop everything memoized on ``adapter`` (the shared coalition evaluators)."""
-    for attr in _CACHE_ATTRS:
-        adapter.__dict__.pop(attr, None)
+    """Drop everything memoized for ``adapter`` (traces, coalition evaluators, means)."""
+    forget(adapter)
 
 
 @torch.no_grad()

@@ -20,11 +20,11 @@ Effects are ``clean output - ablated output`` (positive: the component pushes to
 in the run's output space; ``meta["probability"]`` holds the target probability under each
 ablation. One batch row per component, so a sweep over 72 heads is one or two forward passes.
 
-With ``prefix_cache`` (the default) the clean run records the residual stream entering every
-layer, and the rows ablating a layer-``l`` component start from it instead of recomputing the
-embeddings and layers ``0..l-1`` (:mod:`twopath.models.prefix`); the effects are the same.
-It applies to transformers; an MLP's layers are cheaper than the extra forward calls, so there
-one full batched pass runs.
+With ``prefix_cache`` (the default) the example's :class:`~twopath.runtime.trace.Trace` records
+the residual stream entering every block, and the rows ablating a layer-``l`` component start
+from it instead of recomputing the embeddings and blocks ``0..l-1``; the effects are the same.
+It applies where it pays (``adapter.resume_pays``: transformers); an MLP's layers are cheaper
+than the extra forward calls, so there one full batched pass runs.
 """
 
 from __future__ import annotations
@@ -32,23 +32,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from twopath.mechanistic.base import (
     MECHANISTIC_METHODS,
     InterventionMethod,
     logits_output,
-    run_output,
     sweep,
 )
-from twopath.models.base import OutputSpace
-from twopath.models.interventions import (
-    Edit,
-    ablate,
-    example_activations,
-    mean_value,
-    reference_inputs,
-)
-from twopath.models.prefix import PrefixCache, pays_off
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.interventions import Edit, ablate, example_activations, mean_value
+from twopath.runtime.trace import Trace
 from twopath.types import Component, Example, TwopathError
 
 MODES = ("zero", "mean", "resample")
@@ -68,13 +62,11 @@ class _Ablation(InterventionMethod):
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
         if self.mode not in MODES:
             raise TwopathError(f"unknown ablation mode {self.mode!r}; expected one of {list(MODES)}")
-        inputs = adapter.forward_inputs(example)
+        trace = Trace.of(adapter, example)
+        inputs = trace.inputs
         components = self.components(adapter, inputs)
-        prefix = PrefixCache.capture(adapter, inputs) if self.prefix_cache and pays_off(adapter) else None
-        if prefix is not None:  # the clean run that fills the cache gives the clean output too
-            clean, clean_prob = logits_output(adapter, prefix.logits, target, self.output)
-        else:
-            clean, clean_prob = run_output(adapter, inputs, target, self.output)
+        clean, clean_prob = logits_output(adapter, trace.logits, target, self.output)
+        prefix = trace if self.prefix_cache and adapter.resume_pays else None
         if self.mode == "resample":
             outputs, probs = self._resampled(adapter, inputs, components, target, prefix)
         else:
@@ -91,12 +83,13 @@ class _Ablation(InterventionMethod):
         }
 
     def _resampled(self, adapter: Any, inputs: dict[str, Any], components: list[Component], target: int,
-                   prefix: PrefixCache | None = None) -> tuple[np.ndarray, np.ndarray]:
-        reference = reference_inputs(adapter)
+                   prefix: Trace | None = None) -> tuple[np.ndarray, np.ndarray]:
+        reference = adapter.reference_inputs()
         n_ref = next(iter(reference.values())).shape[0]
         rng = np.random.default_rng(self.seed)
         picks = rng.choice(n_ref, size=min(self.n_resamples, n_ref), replace=False)
-        donors = example_activations(adapter, components, {k: v[picks] for k, v in reference.items()})
+        index = torch.as_tensor(picks, device=adapter.device)
+        donors = example_activations(adapter, components, {k: v[index] for k, v in reference.items()})
         rows = [[Edit(0, c, mean_value(adapter, c, donor))] for donor in donors for c in components]
         outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size,
                                   prefix_cache=prefix or False)
@@ -140,9 +133,7 @@ class BlockAblation(_Ablation):
     what_it_tells_you = "how much the decision needs each layer's attention and MLP as a whole"
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
-        if adapter.modality == "tabular":
-            return adapter.components("layer")
-        return [Component(kind, layer) for layer in range(adapter.n_layers) for kind in ("attn", "mlp")]
+        return adapter.components("block")
 
 
 @MECHANISTIC_METHODS.register("position_ablation", modalities=("text",))
@@ -152,8 +143,7 @@ class PositionAblation(_Ablation):
     what_it_tells_you = "which token positions, after which layer, the decision needs"
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
-        n_pos = int(inputs["input_ids"].shape[1])
-        return [Component("resid", layer, position=p) for layer in range(adapter.n_layers) for p in range(n_pos)]
+        return adapter.components("resid", inputs)
 
 
 def top_components(effects: np.ndarray, components: list[Component], k: int) -> list[Component]:

@@ -22,9 +22,8 @@ import torch
 
 from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod
 from twopath.mechanistic.patching import check_contrast, patch_components
-from twopath.models.base import OutputSpace
-from twopath.models.hooks import Hook, first_tensor, hooked
-from twopath.models.interventions import site
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.hooks import at, first_tensor, hooked
 from twopath.types import Component, Example, TwopathError
 
 
@@ -72,12 +71,12 @@ class AttributionPatching(InterventionMethod):
         acts: dict[tuple[int, str], torch.Tensor] = {}
         hooks = []
         for probe in _site_probes(adapter, sites):
-            module, kind = site(adapter, probe)
+            where = adapter.site(probe)
 
-            def keep(*hook_args: Any, _key: tuple[int, str] = (probe.layer, probe.kind), _kind: str = kind) -> None:
+            def keep(*hook_args: Any, _key: tuple[int, str] = (probe.layer, probe.kind), _kind: str = where.kind) -> None:
                 acts[_key] = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
 
-            hooks.append(Hook(module, keep, kind))  # type: ignore[arg-type]
+            hooks.append(at(where, keep))
         both = {k: torch.cat([base[k], source[k]]) for k in base}
         with torch.enable_grad(), hooked(adapter.model, hooks):
             outputs = adapter.output(adapter.run(both), target, self.output)
@@ -91,7 +90,7 @@ class AttributionPatching(InterventionMethod):
             parts = [_per_component(adapter, kind, (acts[(layer, kind)][1] - acts[(layer, kind)][0]) * grads[(layer, kind)][0])
                      for kind in sites for layer in range(adapter.n_layers)]
         start = 0.0 if direction == "denoise" else 1.0
-        effects = start + torch.cat(parts).double().numpy() / (clean - corr)
+        effects = start + torch.cat(parts).double().cpu().numpy() / (clean - corr)
         if len(effects) != len(components):
             raise RuntimeError(f"attribution patching estimated {len(effects)} sites for {len(components)} components")
         return {"metric": "normalized_logit_diff" if self.output == "logit_diff" else "normalized_probability",
@@ -100,4 +99,4 @@ class AttributionPatching(InterventionMethod):
 
 
 def default_sites(adapter: Any) -> tuple[str, ...]:
-    return ("head", "resid") if adapter.modality == "text" else ("layer", "neuron")
+    return ("head", "resid") if adapter.positional else ("layer", "neuron")

@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from twopath.models.base import OUTPUT_SPACES, OutputSpace
-from twopath.models.hooks import Hook, first_tensor, hooked, replace_first
-from twopath.models.interventions import Edit, intervene, read, repeat_inputs, site
-from twopath.models.prefix import PrefixCache
 from twopath.registry import Registry
+from twopath.runtime.adapter import OUTPUT_SPACES, OutputSpace
+from twopath.runtime.hooks import Hook, at, first_tensor, hooked, replace_first
+from twopath.runtime.interventions import Edit, intervene, read
+from twopath.runtime.trace import Trace, repeat_inputs
 from twopath.types import Example, Localization, TwopathError
 
 MECHANISTIC_METHODS = Registry("mechanistic")
@@ -45,7 +45,7 @@ class InterventionMethod:
             raise TwopathError(f"unknown output space {self.output!r}; expected one of {list(OUTPUT_SPACES)}")
         if adapter.modality not in MECHANISTIC_METHODS.get(self.name).modalities:
             raise TwopathError(f"{self.name} does not support {adapter.modality} models")
-        target_idx = adapter.label_index(target)
+        target_idx = adapter.target(target).index
         start = time.perf_counter()
         result = self._effects(adapter, example, target_idx, corrupted)
         meta = {"output": self.output, "settings": self.settings(), "seconds": round(time.perf_counter() - start, 4), **result.pop("meta", {})}
@@ -64,11 +64,11 @@ def run_output(adapter: Any, inputs: dict[str, torch.Tensor], target: int, space
 
 def logits_output(adapter: Any, logits: torch.Tensor, target: int, space: OutputSpace) -> tuple[float, float]:
     """(explained output, target probability) of the first row of ``logits``."""
-    return float(adapter.output(logits, target, space)[0]), float(torch.softmax(logits, -1)[0, target])
+    return float(adapter.output(logits.float(), target, space)[0]), float(torch.softmax(logits.float(), -1)[0, target])
 
 
 def sweep(adapter: Any, inputs: dict[str, torch.Tensor], rows: Sequence[Sequence[Edit]], target: int,
-          space: OutputSpace, batch_size: int, prefix_cache: bool | PrefixCache = False,
+          space: OutputSpace, batch_size: int, prefix_cache: bool | Trace = False,
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run one forward pass per row of edits, batched.
 
@@ -76,26 +76,25 @@ def sweep(adapter: Any, inputs: dict[str, torch.Tensor], rows: Sequence[Sequence
 
     ``rows[i]`` lists the edits of row ``i``; their ``row`` fields are ignored and reassigned.
 
-    With ``prefix_cache`` (``True``, or a ready :class:`~twopath.models.prefix.PrefixCache` of
-    ``inputs``), rows are grouped by the first layer (and the first site inside it) their edits
-    touch, and each group starts from the clean run's cached state there instead of re-running
-    everything before it; the results are the same. Models the cache does not support run the
-    full pass.
+    With ``prefix_cache`` (``True``, or the :class:`~twopath.runtime.trace.Trace` of ``inputs``),
+    rows are grouped by the first block their edits touch, and each group starts there from the
+    clean run's state (:meth:`Trace.run_from`) instead of re-running the blocks before it; the
+    results are the same. Models that cannot resume run the full pass.
     """
-    prefix: PrefixCache | None = None
-    if isinstance(prefix_cache, PrefixCache):
-        prefix = prefix_cache
+    trace: Trace | None = None
+    if isinstance(prefix_cache, Trace):
+        trace = prefix_cache
     elif prefix_cache and len(rows) > 0:
-        with torch.no_grad():
-            prefix = PrefixCache.capture(adapter, inputs)
-    groups: list[tuple[tuple[int, int] | None, list[int]]]
-    if prefix is None:
-        groups = [(None, list(range(len(rows))))]
+        trace = Trace(adapter, inputs)
+    groups: list[tuple[int, list[int]]]
+    if trace is None:
+        groups = [(0, list(range(len(rows))))]
     else:
-        by_start: dict[tuple[int, int], list[int]] = defaultdict(list)
+        by_start: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
-            by_start[prefix.key([e.component for e in row])].append(i)
+            by_start[min((e.component.layer for e in row), default=adapter.n_layers)].append(i)
         groups = [(start, by_start[start]) for start in sorted(by_start)]
+        trace.prepare_resume()  # the clean pass runs before any edit hook is registered
     order: list[int] = []
     outputs, probs, decisions = [], [], []
     for start, indices in groups:
@@ -103,14 +102,14 @@ def sweep(adapter: Any, inputs: dict[str, torch.Tensor], rows: Sequence[Sequence
             chunk = indices[lo : lo + batch_size]
             pairs = [(r, e) for r, i in enumerate(chunk) for e in rows[i]]
             with torch.no_grad(), _row_edits(adapter, pairs):
-                if prefix is None or start is None:
+                if trace is None:
                     logits = adapter.run(repeat_inputs(inputs, len(chunk)))
                 else:
-                    logits = prefix.run(start, len(chunk))
+                    logits = trace.run_from(start, len(chunk))
             order += chunk
-            outputs.append(adapter.output(logits, target, space).numpy())
-            probs.append(torch.softmax(logits, -1)[:, target].numpy())
-            decisions.append(logits.argmax(-1).numpy())
+            outputs.append(adapter.output(logits, target, space).cpu().numpy())
+            probs.append(torch.softmax(logits, -1)[:, target].cpu().numpy())
+            decisions.append(logits.argmax(-1).cpu().numpy())
     if not order:
         return np.empty(0), np.empty(0), np.empty(0, dtype=int)
     return _reorder(outputs, order), _reorder(probs, order), _reorder(decisions, order)
@@ -131,7 +130,7 @@ _SLOT_INDEX = {"head": "index", "neuron": "index", "resid": "position"}
 
 @contextmanager
 def batched_edits(adapter: Any, edits: Sequence[Edit]) -> Iterator[None]:
-    """:func:`~twopath.models.interventions.intervene` with one vectorized write per site.
+    """:func:`~twopath.runtime.interventions.intervene` with one vectorized write per site.
 
     ``intervene`` writes each edit into its slot in Python, which costs more than the forward
     pass when a sweep carries thousands of neuron edits. Here the edits of one site are stacked
@@ -156,20 +155,20 @@ def _row_edits(adapter: Any, pairs: Sequence[tuple[int, Edit]]) -> Iterator[None
 
 
 def _vector_hooks(adapter: Any, pairs: Sequence[tuple[int, Edit]]) -> list[Hook] | None:
-    groups: dict[tuple[int, str], list[tuple[int, Edit]]] = defaultdict(list)
-    modules: dict[tuple[int, str], torch.nn.Module] = {}
-    kinds: dict[tuple[int, str], str] = {}
-    sites: dict[tuple[str, int], tuple[torch.nn.Module, str]] = {}
+    groups: dict[Any, list[tuple[int, Edit]]] = defaultdict(list)
+    modules: dict[Any, Any] = {}
+    kinds: dict[Any, str] = {}
+    sites: dict[tuple[str, int], Any] = {}
     for pair in pairs:
         component = pair[1].component
         where = sites.get((component.kind, component.layer))
         if where is None:
-            where = sites[(component.kind, component.layer)] = site(adapter, component)
-        key = (id(where[0]), where[1])
+            where = sites[(component.kind, component.layer)] = adapter.site(component)
+        key = (id(where.module), where.kind, where.occurrence)
         if kinds.setdefault(key, component.kind) != component.kind:
             return None  # e.g. a head and its whole attention block at one site: order matters
         groups[key].append(pair)
-        modules[key] = where[0]
+        modules[key] = where
     hooks = []
     for key, group in groups.items():
         kind = kinds[key]
@@ -188,17 +187,17 @@ def _vector_hooks(adapter: Any, pairs: Sequence[tuple[int, Edit]]) -> list[Hook]
                 values = torch.stack([zero if e.value is None else e.value for _, e in group])
         except RuntimeError:  # values of different shapes
             return None
-        rows = torch.as_tensor([r for r, _ in slots])
-        index = torch.as_tensor([i for _, i in slots])
+        rows = torch.as_tensor([r for r, _ in slots], device=adapter.device)
+        index = torch.as_tensor([i for _, i in slots], device=adapter.device)
         largest = max(i for _, i in slots)
         hooks.append(_vector_hook(adapter, modules[key], key[1], kind, group, rows, index, largest, values))
     return hooks
 
 
-def _vector_hook(adapter: Any, module: torch.nn.Module, hook_kind: str, kind: str, group: list[tuple[int, Edit]],
+def _vector_hook(adapter: Any, where: Any, hook_kind: str, kind: str, group: list[tuple[int, Edit]],
                  rows: torch.Tensor, index: torch.Tensor, largest: int, values: torch.Tensor) -> Hook:
     k = len(group)
-    cast: dict[torch.dtype, torch.Tensor] = {}
+    cast: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def apply(act: torch.Tensor) -> torch.Tensor:
         act = act.clone()
@@ -206,20 +205,20 @@ def _vector_hook(adapter: Any, module: torch.nn.Module, hook_kind: str, kind: st
             if act.dim() != 3 or largest >= adapter.n_heads:
                 return _checked(act)
             view = act.view(act.shape[0], act.shape[1], adapter.n_heads, -1)
-            view[rows, :, index, :] = _broadcast(2, act.dtype)
+            view[rows, :, index, :] = _broadcast(2, act)
         elif kind == "neuron":
             if largest >= act.shape[-1]:
                 return _checked(act)
             if act.dim() == 2:
-                act.index_put_((rows, index), _broadcast(0, act.dtype))
+                act.index_put_((rows, index), _broadcast(0, act))
             else:
-                act[(rows, Ellipsis, index)] = _broadcast(act.dim() - 2, act.dtype)
+                act[(rows, Ellipsis, index)] = _broadcast(act.dim() - 2, act)
         elif kind == "resid":
             if act.dim() < 2 or largest >= act.shape[1]:
                 return _checked(act)
-            act.index_put_((rows, index), _broadcast(act.dim() - 2, act.dtype))
+            act.index_put_((rows, index), _broadcast(act.dim() - 2, act))
         else:  # layer, attn, mlp: the whole site
-            act[rows] = _broadcast(act.dim() - 1, act.dtype)
+            act[rows] = _broadcast(act.dim() - 1, act)
         return act
 
     def _checked(act: torch.Tensor) -> torch.Tensor:
@@ -227,13 +226,14 @@ def _vector_hook(adapter: Any, module: torch.nn.Module, hook_kind: str, kind: st
             read(adapter, edit.component, act, row)
         raise AssertionError("unreachable: an edit out of range was not reported")  # pragma: no cover
 
-    def _broadcast(slot_dims: int, dtype: torch.dtype) -> torch.Tensor:
+    def _broadcast(slot_dims: int, act: torch.Tensor) -> torch.Tensor:
         # right-aligned against the slot, as ``expand_as`` does in the unvectorized path
-        if dtype not in cast:
-            v = values.to(dtype)
-            cast[dtype] = v.reshape(k, *([1] * max(slot_dims - (v.dim() - 1), 0)), *v.shape[1:])
-        return cast[dtype]
+        key = (act.device, act.dtype)
+        if key not in cast:
+            v = values.to(act.device, act.dtype)
+            cast[key] = v.reshape(k, *([1] * max(slot_dims - (v.dim() - 1), 0)), *v.shape[1:])
+        return cast[key]
 
     if hook_kind == "pre":
-        return Hook(module, lambda m, args: (apply(args[0]), *args[1:]), "pre")
-    return Hook(module, lambda m, args, out: replace_first(out, apply(first_tensor(out))), "forward")
+        return at(where, lambda m, args: (apply(args[0]), *args[1:]))
+    return at(where, lambda m, args, out: replace_first(out, apply(first_tensor(out))))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from twopath.models.interventions import Edit, ablate, intervene
+from twopath.runtime.interventions import Edit, ablate, intervene
 from twopath.types import Component, TwopathError
 
 CURVE: tuple[float, ...] = tuple(float(v) for v in range(300, 901, 20))

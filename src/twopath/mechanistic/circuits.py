@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from twopath.models.base import OutputSpace
-from twopath.models.interventions import MaskedAblation
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.interventions import MaskedAblation
 from twopath.types import Component, Example, TwopathError
 
 
@@ -66,7 +66,7 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
     ``adapter.background``. ``max_size`` defaults to a quarter of the candidates, at least 20.
     """
     if candidates is None:
-        candidates = adapter.components("head" if adapter.modality == "text" else "neuron")
+        candidates = adapter.components(adapter.default_component)
     candidates = list(candidates)
     inputs = adapter.forward_inputs(example)
     reference = None
@@ -128,11 +128,12 @@ def find_circuit(adapter: Any, example: Example, target: int, corrupted: Example
       the rest of the layer" is well defined), mean-ablated; the smallest circuit found wins and
       every layer's result is kept.
     """
-    if adapter.modality == "text":
+    if adapter.default_component == "head":
         circuit = greedy_circuit(adapter, example, target, corrupted=corrupted, threshold=threshold, seed=seed)
         return {**circuit.to_dict(), "reference": "corrupted" if corrupted is not None else "mean", "per_layer": None}
     per_layer = []
-    for layer, width in enumerate(adapter.widths):
+    for layer in range(adapter.n_layers):
+        width = adapter.mlp_width(layer)
         candidates = [Component("neuron", layer, i) for i in range(width)]
         per_layer.append(greedy_circuit(adapter, example, target, candidates=candidates, threshold=threshold,
                                         max_size=width, seed=seed))

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twopath.models.interventions import capture
-from twopath.models.text import split_words, word_label
+from twopath.runtime.interventions import capture
+from twopath.runtime.text import word_presence  # noqa: F401  (re-exported: the labels of text clusters)
 from twopath.types import Component, TwopathError
 
 EPS = 1e-6
@@ -87,34 +87,28 @@ def layer_activations(adapter: Any, layer: int, data: Any = None, batch_size: in
     """Every neuron's activation of hidden ``layer`` on every example: (n_examples, n_neurons)."""
     data = _data(adapter, data)
     probe, key = [Component("neuron", layer, 0)], (layer, "neuron")
-    if adapter.modality != "text":
-        with torch.no_grad(), capture(adapter, probe) as store:
-            adapter.run({"x": adapter.transform(data)})
-        return store[key].double().numpy()
-    texts, pooled = list(data), []
-    for start in range(0, len(texts), batch_size):
-        inputs = adapter.batch_encode(texts[start : start + batch_size])
+    raws = data if isinstance(data, pd.DataFrame) else list(data)
+    # sequences are batched to bound memory; rows of a table go through in one pass
+    step = batch_size if adapter.positional else max(1, len(raws))
+    pooled = []
+    for start in range(0, len(raws), step):
+        inputs = adapter.batch_inputs(raws[start : start + step])
         with torch.no_grad(), capture(adapter, probe) as store:
             adapter.run(inputs)
-        mask = inputs["attention_mask"][..., None].double()
-        pooled.append(((store[key].double() * mask).sum(1) / mask.sum(1)).numpy())
+        act = store[key].double()
+        mask = adapter.position_mask(inputs)
+        if mask is not None:  # a token sequence: average over the real positions
+            weights = mask[..., None].double()
+            act = (act * weights).sum(1) / weights.sum(1)
+        pooled.append(act.cpu().numpy())
     return np.concatenate(pooled)
-
-
-def word_presence(texts: Sequence[str], words: Sequence[str]) -> pd.DataFrame:
-    """One 0/1 column per word: does the sentence contain it (case and punctuation ignored)."""
-    bags = [{word_label(text[s:e]).lower() for s, e in split_words(text)} for text in texts]
-    return pd.DataFrame({w: [int(w.lower() in bag) for bag in bags] for w in words})
 
 
 def feature_frame(adapter: Any, data: Any = None, words: Sequence[str] | None = None) -> pd.DataFrame:
     """The features clusters are labelled with: raw rows (tabular) or word presence (text)."""
     data = _data(adapter, data)
-    if adapter.modality != "text":
-        return adapter.frame(data).reset_index(drop=True)
-    if not words:
-        raise TwopathError("labelling text neurons needs a word list (words=[...])")
-    return word_presence(list(data), words)
+    raws = data if isinstance(data, pd.DataFrame) else list(data)
+    return adapter.data_features(raws, words)
 
 
 def _design(frame: pd.DataFrame, feature: str) -> np.ndarray:
@@ -241,7 +235,7 @@ def feature_neurons(adapter: Any, feature: str, data: Any = None, top_k: int = 5
     The score is the Pearson correlation (signed; ranked by its size) for a numeric feature or a
     word (text), and the multiple correlation ``sqrt(R²)`` (unsigned) for a categorical feature.
     """
-    frame = feature_frame(adapter, data, [feature] if adapter.modality == "text" else None)
+    frame = feature_frame(adapter, data, [feature] if adapter.positional else None)
     _design(frame, feature)  # validates the name
     numeric = _is_numeric(frame, feature)
     ranked = {}
@@ -268,7 +262,7 @@ def layer_encoding(adapter: Any, data: Any = None, features: Sequence[FeatureSpe
     Columns: ``layer, feature, cluster, n_neurons, r2``; ``.pivot(index="layer",
     columns="feature", values="r2")`` gives the layer-by-feature grid.
     """
-    if adapter.modality == "text" and words is None and features is not None:
+    if adapter.positional and words is None and features is not None:
         words = sorted({w for spec in features for w in ((spec,) if isinstance(spec, str) else spec)})
     frame = feature_frame(adapter, data, words)
     specs = list(frame.columns) if features is None else list(features)

@@ -2,7 +2,7 @@
 
 "Head 5.3 tracks positive sentiment words" is a claim about *where the head looks*. twopath
 measures it as an **enrichment**: over a set of sentences, the share of the attention that the
-classifier position (the first token, [CLS]/<s>) pays to tokens of positive-lexicon words,
+reading position (the first token, [CLS]/<s>, of an encoder; the last real token of a decoder) pays to tokens of positive-lexicon words,
 divided by the share those tokens would get under uniform attention over the sentence (their
 fraction of the real tokens). Enrichment 1 means "no preference"; 3 means the head looks at
 positive words three times more than chance. The same is computed for negative words, so a head
@@ -33,18 +33,26 @@ def _word_token_mask(adapter: Any, text: str, words: set[str]) -> np.ndarray:
     return mask
 
 
+def _attention_from(adapter: Any, inp: Any, query: int | None) -> np.ndarray:
+    """(layers, heads, tokens): attention paid by position ``query`` (default: reading position)."""
+    inputs = inp.inputs()
+    if query is None:
+        query = int(adapter.reading_position(inputs)[0])
+    attentions = adapter.attention_weights(inputs)
+    return torch.stack(attentions)[:, 0, :, query, :].float().cpu().numpy()
+
+
 def attention_enrichment(adapter: Any, texts: Sequence[str], positive: Sequence[str], negative: Sequence[str],
-                         query: int = 0) -> pd.DataFrame:
-    """Per head: mean attention share from ``query`` to positive/negative words and enrichment."""
+                         query: int | None = None) -> pd.DataFrame:
+    """Per head: mean attention share from ``query`` (default: the reading position, where the
+    classifier reads) to positive/negative words and enrichment."""
     pos_words, neg_words = {w.lower() for w in positive}, {w.lower() for w in negative}
     n_layers, n_heads = adapter.n_layers, adapter.n_heads
     sums = {k: np.zeros((n_layers, n_heads)) for k in ("pos", "neg", "pos_uniform", "neg_uniform")}
     counted = {"pos": 0, "neg": 0}
     for text in texts:
         inp = adapter.encode(text)
-        with torch.no_grad():
-            out = adapter.model(input_ids=inp.input_ids, attention_mask=inp.attention_mask, output_attentions=True)
-        att = torch.stack(out.attentions)[:, 0, :, query, :].numpy()  # (layers, heads, tokens)
+        att = _attention_from(adapter, inp, query)  # (layers, heads, tokens)
         real = inp.token_word >= 0
         for kind, words in (("pos", pos_words), ("neg", neg_words)):
             mask = _word_token_mask(adapter, text, words)
@@ -69,13 +77,12 @@ def attention_enrichment(adapter: Any, texts: Sequence[str], positive: Sequence[
     return frame
 
 
-def attention_to_words(adapter: Any, text: str, words: Sequence[str], query: int = 0) -> pd.DataFrame:
-    """Per head: attention share from ``query`` to the given words of one sentence."""
+def attention_to_words(adapter: Any, text: str, words: Sequence[str], query: int | None = None) -> pd.DataFrame:
+    """Per head: attention share from ``query`` (default: the reading position) to the given
+    words of one sentence."""
     mask = _word_token_mask(adapter, text, {w.lower() for w in words})
     inp = adapter.encode(text)
-    with torch.no_grad():
-        out = adapter.model(input_ids=inp.input_ids, attention_mask=inp.attention_mask, output_attentions=True)
-    att = torch.stack(out.attentions)[:, 0, :, query, :].numpy()
+    att = _attention_from(adapter, inp, query)
     share = att[:, :, mask].sum(-1)
     return pd.DataFrame([{"component": str(Component("head", layer, head)), "share": float(share[layer, head])}
                          for layer in range(adapter.n_layers) for head in range(adapter.n_heads)])

@@ -24,9 +24,8 @@ import numpy as np
 import torch
 
 from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output, sweep
-from twopath.models.base import OutputSpace
-from twopath.models.interventions import Edit, capture, read, site_key
-from twopath.models.prefix import pays_off
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.interventions import Edit, capture, read, site_key
 from twopath.types import Component, Example, TwopathError
 
 DIRECTIONS = ("denoise", "noise", "auto")
@@ -54,11 +53,11 @@ class ActivationPatching(InterventionMethod):
         if abs(clean - corr) < 1e-6:
             raise TwopathError("the clean and corrupted inputs give the same output; nothing to patch")
         source, base = (clean_in, corrupt_in) if direction == "denoise" else (corrupt_in, clean_in)
-        sites = self.sites or (("resid",) if adapter.modality == "text" else ("layer", "neuron"))
+        sites = self.sites or (("resid",) if adapter.positional else ("layer", "neuron"))
         components = patch_components(adapter, clean_in, sites)
         source_acts = self._source(adapter, source, components)
         rows = [[Edit(0, c, v)] for c, v in zip(components, source_acts, strict=True)]
-        cache = self.prefix_cache and pays_off(adapter)
+        cache = self.prefix_cache and adapter.resume_pays
         outputs, probs, decisions = sweep(adapter, base, rows, target, self.output, self.batch_size, prefix_cache=cache)
         normalized = (outputs - corr) / (clean - corr)
         base_decision = self._decision(adapter, base)
@@ -72,9 +71,9 @@ class ActivationPatching(InterventionMethod):
             "flips": [str(c) for c, f in zip(components, flips, strict=True) if f],
             "n_forward_rows": len(rows) + 2,
         }
-        if adapter.modality == "text":
-            meta["tokens"] = list(adapter.encode(example.raw).tokens)
-            meta["corrupted_tokens"] = list(adapter.encode(corrupted.raw).tokens)
+        if adapter.positional:
+            meta["tokens"] = adapter.tokens(example)
+            meta["corrupted_tokens"] = adapter.tokens(corrupted)
         elif {"layer", "neuron"} <= set(sites):
             meta["layers"] = self._layer_flips(adapter, base, components, source_acts, normalized, direction, base_decision)
         return {"metric": "normalized_logit_diff" if self.output == "logit_diff" else "normalized_probability",
@@ -129,7 +128,7 @@ def check_contrast(adapter: Any, example: Example, corrupted: Example, direction
                 f"({tuple(corrupt_in[key].shape)} vs {tuple(clean_in[key].shape)}); for text, the same number of tokens"
             )
     if direction == "auto":
-        direction = "denoise" if adapter.modality == "text" else "noise"
+        direction = "denoise" if adapter.positional else "noise"
     return clean_in, corrupt_in, direction
 
 
@@ -137,11 +136,10 @@ def patch_components(adapter: Any, inputs: dict[str, torch.Tensor], sites: tuple
     """Every component of the requested site kinds: resid (layer × position), head, neuron, layer."""
     components: list[Component] = []
     for kind in sites:
-        if kind == "resid" and adapter.modality == "text":
-            n_pos = int(inputs["input_ids"].shape[1])
-            components += [Component("resid", layer, position=p) for layer in range(adapter.n_layers) for p in range(n_pos)]
+        if kind == "resid" and adapter.positional:
+            components += adapter.components("resid", inputs)
         elif kind in ("head", "neuron", "layer"):
             components += adapter.components(kind)
         else:
-            raise TwopathError(f"cannot patch {kind!r} sites of a {adapter.modality} model")
+            raise TwopathError(f"cannot patch {kind!r} sites of a {adapter.architecture} model")
     return components

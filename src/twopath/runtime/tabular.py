@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from twopath.models.base import OutputSpace, target_output
+from twopath.runtime.adapter import Inputs, ModelAdapter, Site
 from twopath.types import Component, Example, TwopathError
 
 CONFIG_FILE = "twopath_tabular.json"
@@ -58,10 +58,18 @@ def build_preprocessor(numeric: Sequence[str], categories: Mapping[str, Sequence
     return ColumnTransformer(parts, sparse_threshold=0.0)
 
 
-class TorchTabularClassifier:
-    """An MLP over raw features, with its preprocessing, behind one interface."""
+class TorchTabularClassifier(ModelAdapter):
+    """An MLP over raw features, with its preprocessing, behind the adapter contract.
+
+    The embedding gradients are taken at is the transformed feature vector, one position per
+    model column (width 1); a masked unit takes the background's values and its output is
+    averaged over the background (the interventional expectation of KernelSHAP).
+    """
 
     modality = "tabular"
+    baselines = ("mean", "median")
+    family = "mlp"
+    n_heads = 0
 
     def __init__(
         self,
@@ -84,6 +92,7 @@ class TorchTabularClassifier:
             raise TwopathError("the tabular model has no ReLU hidden layers to intervene on")
         self.n_layers = len(self.hidden_modules)
         self.widths = self._hidden_widths()
+        self.layer_modules = list(self.hidden_modules)
         self.background: pd.DataFrame | None = None
         self.architecture = f"MLP {'-'.join(str(w) for w in self.widths)}"
         self.column_feature = self._column_feature()
@@ -199,7 +208,7 @@ class TorchTabularClassifier:
     def transform(self, rows: Any) -> torch.Tensor:
         """Model-input tensor (n, n_columns) for raw rows."""
         values = self.preprocessor.transform(self.frame(rows))
-        return torch.as_tensor(np.asarray(values, dtype=np.float32))
+        return torch.as_tensor(np.asarray(values, dtype=np.float32), device=self.device)
 
     def transform_coded(self, coded: np.ndarray) -> torch.Tensor:
         """Model-input tensor for a coded matrix, without a pandas round trip.
@@ -216,37 +225,81 @@ class TorchTabularClassifier:
             if codes.min(initial=0) < 0 or codes.max(initial=0) >= len(cats):
                 raise TwopathError(f"category code out of range for {feature}")
             parts.append(np.eye(len(cats))[codes])
-        return torch.as_tensor(np.hstack(parts), dtype=torch.float32)
+        return torch.as_tensor(np.hstack(parts), dtype=torch.float32, device=self.device)
 
     # --- running ----------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).float()
-
-    def run(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def run(self, inputs: Inputs) -> torch.Tensor:
         return self.model(inputs["x"])
 
-    def forward_inputs(self, example: Example) -> dict[str, torch.Tensor]:
+    def inputs(self, example: Example) -> Inputs:
         return {"x": self.transform_coded(self.encode(self.check_example(example)))}
 
     def predict_proba(self, rows: Any) -> np.ndarray:
-        return torch.softmax(self.logits(self.transform(rows)), -1).numpy()
+        return torch.softmax(self.logits({"x": self.transform(rows)}), -1).cpu().numpy()
 
-    def output(self, logits: torch.Tensor, target: int, space: OutputSpace = "logit_diff") -> torch.Tensor:
-        return target_output(logits, target, space)
+    def masked_inputs(self, example: Example, keep: np.ndarray, *, background_size: int = 50
+                      ) -> tuple[Inputs, int]:
+        """Each coalition's row with absent features taken from each background row."""
+        bg = self.coded_background()[:background_size]
+        x = self.encode(self.check_example(example))[0]
+        keep = np.asarray(keep, dtype=bool).reshape(-1, len(self.features))
+        rows = np.where(keep[:, None, :], x[None, None, :], bg[None, :, :])
+        return {"x": self.transform_coded(rows.reshape(-1, len(self.features)))}, len(bg)
 
-    # --- labels and examples ----------------------------------------------------------------
+    def coded_background(self) -> np.ndarray:
+        if self.background is None or len(self.background) == 0:
+            raise TwopathError("a tabular model needs a background sample (adapter.background) for masking")
+        return self.encode(self.background)
 
-    def label_index(self, label: str | int) -> int:
-        lowered = [lab.lower() for lab in self.labels]
-        if isinstance(label, str) and label.lower() in lowered:
-            return lowered.index(label.lower())
-        if isinstance(label, int) or (isinstance(label, str) and label.isdigit()):
-            idx = int(label)
-            if 0 <= idx < len(self.labels):
-                return idx
-        raise TwopathError(f"unknown target label {label!r}; the model's labels are {list(self.labels)}")
+    def batch_inputs(self, raws: Sequence[Any]) -> Inputs:
+        return {"x": self.transform(raws)}
+
+    def data_features(self, raws: Sequence[Any], words: Sequence[str] | None = None) -> Any:
+        return self.frame(raws).reset_index(drop=True)
+
+    def without_units(self, example: Example, units: Sequence[int]) -> Example:
+        """The chosen features set to the background median (categories: its median code)."""
+        if self.background is None or len(self.background) == 0:
+            raise TwopathError("removing features needs a background sample (adapter.background)")
+        median = self.decode(np.median(self.encode(self.background), axis=0, keepdims=True)).iloc[0]
+        raw = dict(self.check_example(example))
+        for i in units:
+            raw[self.features[i]] = median[self.features[i]]
+        return Example(f"{example.id}-units-removed", raw, example.target)
+
+    def reference_inputs(self) -> Inputs:
+        if self.background is None or len(self.background) == 0:
+            raise TwopathError("mean ablation needs a reference sample (adapter.background)")
+        return {"x": self.transform(self.background)}
+
+    def position_mask(self, inputs: Inputs) -> torch.Tensor | None:
+        return None
+
+    def embed(self, inputs: Inputs) -> torch.Tensor:
+        return inputs["x"][..., None]
+
+    def run_embedded(self, embeds: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        return self.model(embeds[..., 0])
+
+    def baseline(self, example: Example, kind: Any = None) -> torch.Tensor:
+        """The background mean or median, or a user row (raw features), transformed."""
+        kind = kind or self.baselines[0]
+        if isinstance(kind, Mapping):
+            return self.transform(kind)[..., None]
+        if kind not in self.baselines:
+            raise TwopathError(f"unknown table IG baseline {kind!r}; expected one of {list(self.baselines)} or a row")
+        if self.background is None or len(self.background) == 0:
+            raise TwopathError("a table IG baseline needs a background sample (adapter.background)")
+        transformed = self.transform(self.background)
+        centre = transformed.mean(0, keepdim=True) if kind == "mean" else transformed.median(0, keepdim=True).values
+        return centre[..., None]
+
+    def merge_to_units(self, example: Example, scores: Any) -> np.ndarray:
+        values = _position_scores(scores)
+        return self.merge_columns(values.ravel())
+
+    # --- examples -------------------------------------------------------------------------
 
     def check_example(self, example: Example) -> Mapping[str, Any]:
         if not isinstance(example.raw, Mapping):
@@ -260,20 +313,64 @@ class TorchTabularClassifier:
 
     # --- sites ------------------------------------------------------------------------------
 
-    def neuron_site(self, layer: int) -> nn.Module:
-        return self.hidden_modules[self._check_layer(layer)]
+    def sites(self) -> dict[str, Site]:
+        """``blocks.{l}.hook_post``: the output of the ``l``-th ReLU (neurons = residual state)."""
+        return {f"blocks.{layer}.hook_post": Site(module, "forward") for layer, module in enumerate(self.hidden_modules)}
 
-    resid_site = neuron_site
+    def site(self, component: Component) -> Site:
+        if component.kind in ("head", "attn"):
+            raise TwopathError(f"{component}: a tabular MLP has no attention heads")
+        if component.kind not in ("neuron", "mlp", "resid", "layer"):
+            raise TwopathError(f"unknown component kind {component.kind!r}")
+        return Site(self.hidden_modules[self._check_layer(component.layer)], "forward")
 
-    def components(self, kind: str) -> list[Component]:
+    def mlp_width(self, layer: int) -> int:
+        return self.widths[self._check_layer(layer)]
+
+    def components(self, kind: str, inputs: Inputs | None = None) -> list[Component]:
         if kind == "neuron":
             return [Component("neuron", layer, i) for layer, w in enumerate(self.widths) for i in range(w)]
-        if kind == "layer":
+        if kind in ("layer", "block"):
             return [Component("layer", layer) for layer in range(self.n_layers)]
         raise TwopathError(f"a tabular MLP has no {kind!r} components (use neuron or layer)")
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "architecture": self.architecture, "n_layers": self.n_layers, "n_heads": None}
+    # --- resuming a forward pass at a hidden layer ------------------------------------------
+
+    def can_resume(self) -> bool:
+        return self._relu_positions() is not None
+
+    def resume(self, start: int, state: torch.Tensor, layer_calls: Any, inputs: Inputs) -> torch.Tensor:
+        """Run the ``Sequential`` from the ``start``-th ReLU on ``state`` (its input, n rows)."""
+        positions = self._relu_positions()
+        assert positions is not None
+        children = list(self.model)  # type: ignore[call-overload]
+        first = positions[start] if start < len(positions) else positions[-1] + 1
+        x = state
+        for module in children[first:]:
+            x = module(x)
+        return x
+
+    def _relu_positions(self) -> list[int] | None:
+        """Index of each hidden ReLU among the children of a ``Sequential`` MLP (else ``None``)."""
+        if not isinstance(self.model, nn.Sequential):
+            return None
+        children = list(self.model)
+        positions = []
+        for relu in self.hidden_modules:
+            found = [i for i, child in enumerate(children) if child is relu]
+            if not found:
+                return None
+            positions.append(found[0])
+        return positions
+
+    def parameter_blocks(self, embeddings: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+        """The output ``Linear``, then the ``Linear`` computing each hidden layer from the last."""
+        linears = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)]
+        if len(linears) < 2:
+            raise TwopathError("the tabular model needs at least one hidden and one output Linear layer")
+        blocks = [("output", (linears[-1],))]
+        blocks += [(f"L{i}", (linears[i],)) for i in reversed(range(len(linears) - 1))]
+        return blocks
 
     def _check_layer(self, layer: int) -> int:
         if not 0 <= layer < self.n_layers:
@@ -320,3 +417,13 @@ def fitted_preprocessor(numeric: Sequence[str], categories: Mapping[str, Sequenc
     scaler.scale_ = np.asarray(scale, dtype=float)
     scaler.var_ = scaler.scale_**2
     return preprocessor
+
+
+def _position_scores(scores: Any) -> np.ndarray:
+    """Scores per position from an attribution over the embedding (summed over its width)."""
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach()
+        if scores.dim() == 3:
+            scores = scores.sum(-1)[0]
+        return scores.float().cpu().numpy()
+    return np.asarray(scores)

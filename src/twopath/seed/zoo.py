@@ -205,7 +205,7 @@ def _train_mlp(frame: Any, target: str, features: tuple[str, ...], categories: d
                hidden: list[int], labels: tuple[str, ...], name: str, seed: int, epochs: int) -> Any:
     import torch
 
-    from twopath.models.tabular import TorchTabularClassifier, build_mlp, build_preprocessor
+    from twopath.runtime.tabular import TorchTabularClassifier, build_mlp, build_preprocessor
 
     numeric = [f for f in features if f not in categories]
     preprocessor = build_preprocessor(numeric, categories)

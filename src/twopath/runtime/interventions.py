@@ -14,7 +14,7 @@ A *site* is where a component's activation lives:
 
 :func:`intervene` applies a list of edits, each to one *row* of a batch, so a sweep over many
 components runs as a few batched forward passes. :func:`capture` records activations. Both are
-context managers built on :func:`twopath.models.hooks.hooked`: the hooks always come off.
+context managers built on :func:`twopath.runtime.hooks.hooked`: the hooks always come off.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from twopath.models.hooks import Hook, first_tensor, hooked, replace_first
+from twopath.runtime.hooks import Hook, at, first_tensor, hooked, replace_first
+from twopath.runtime.trace import caches, repeat_inputs
 from twopath.types import Component, TwopathError
 
 
@@ -44,16 +45,8 @@ class Edit:
 
 def site(adapter: Any, component: Component) -> tuple[torch.nn.Module, str]:
     """The module holding a component's activation and whether it is read before (pre) or after it runs."""
-    kind = component.kind
-    if kind in ("head", "attn"):
-        if adapter.modality != "text":
-            raise TwopathError(f"{component}: attention heads exist only in text models")
-        return adapter.head_site(component.layer), "pre"
-    if kind in ("neuron", "mlp"):
-        return adapter.neuron_site(component.layer), "forward"
-    if kind in ("resid", "layer"):
-        return adapter.resid_site(component.layer), "forward"
-    raise TwopathError(f"unknown component kind {kind!r}")
+    where = adapter.site(component)
+    return where.module, where.kind
 
 
 def _slot(adapter: Any, component: Component, act: torch.Tensor, row: int) -> Any:
@@ -99,13 +92,14 @@ def _editor(adapter: Any, edits: Sequence[Edit], kind: str) -> Any:
 @contextmanager
 def intervene(adapter: Any, edits: Sequence[Edit]) -> Iterator[None]:
     """Apply ``edits`` during every forward pass inside the block."""
-    groups: dict[tuple[int, str], list[Edit]] = defaultdict(list)
-    modules: dict[tuple[int, str], torch.nn.Module] = {}
+    groups: dict[Any, list[Edit]] = defaultdict(list)
+    sites: dict[Any, Any] = {}
     for edit in edits:
-        module, kind = site(adapter, edit.component)
-        groups[(id(module), kind)].append(edit)
-        modules[(id(module), kind)] = module
-    hooks = [Hook(modules[key], _editor(adapter, group, key[1]), key[1]) for key, group in groups.items()]  # type: ignore[arg-type]
+        where = adapter.site(edit.component)
+        key = (id(where.module), where.kind, where.occurrence)
+        groups[key].append(edit)
+        sites[key] = where
+    hooks = [at(sites[key], _editor(adapter, group, key[1])) for key, group in groups.items()]
     with hooked(adapter.model, hooks):
         yield
 
@@ -121,13 +115,13 @@ def capture(adapter: Any, components: Sequence[Component]) -> Iterator[dict[tupl
         if key in seen:
             continue
         seen.add(key)
-        module, kind = site(adapter, component)
+        where = adapter.site(component)
 
-        def grab(*hook_args: Any, _key: tuple[int, str] = key, _kind: str = kind) -> None:
+        def grab(*hook_args: Any, _key: tuple[int, str] = key, _kind: str = where.kind) -> None:
             tensor = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
             store[_key] = tensor.detach().clone()
 
-        hooks.append(Hook(module, grab, kind))  # type: ignore[arg-type]
+        hooks.append(at(where, grab))
     with hooked(adapter.model, hooks):
         yield store
 
@@ -138,10 +132,6 @@ def site_key(component: Component) -> tuple[int, str]:
     return (component.layer, kind)
 
 
-def repeat_inputs(inputs: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
-    return {k: v.expand(n, *v.shape[1:]).contiguous() for k, v in inputs.items()}
-
-
 def mean_activations(adapter: Any, components: Sequence[Component], reference: dict[str, torch.Tensor]) -> dict[tuple[int, str], torch.Tensor]:
     """Mean site activation over a reference batch (over examples and, for text, real tokens).
 
@@ -150,7 +140,7 @@ def mean_activations(adapter: Any, components: Sequence[Component], reference: d
     """
     with torch.no_grad(), capture(adapter, components) as store:
         adapter.run(reference)
-    mask = reference.get("attention_mask")
+    mask = adapter.position_mask(reference)
     means = {}
     for key, act in store.items():
         if act.dim() == 3 and mask is not None:
@@ -175,7 +165,7 @@ def example_activations(adapter: Any, components: Sequence[Component], inputs: d
     """Per example of a batch, each site's activation averaged over real tokens (for resampling)."""
     with torch.no_grad(), capture(adapter, components) as store:
         adapter.run(inputs)
-    mask = inputs.get("attention_mask")
+    mask = adapter.position_mask(inputs)
     out: list[dict[tuple[int, str], torch.Tensor]] = []
     n = next(iter(inputs.values())).shape[0]
     for i in range(n):
@@ -193,35 +183,31 @@ def example_activations(adapter: Any, components: Sequence[Component], inputs: d
 def background_means(adapter: Any, components: Sequence[Component]) -> dict[tuple[int, str], torch.Tensor]:
     """Mean activations over ``adapter.background`` for every site of ``components``, cached.
 
-    The cache lives on the adapter and is keyed by the background's content, so a sweep over a
-    dataset computes the reference means once, and changing the background recomputes them.
+    The cache (:func:`~twopath.runtime.trace.caches`) is keyed by the background's content, so a
+    sweep over a dataset computes the reference means once, and changing the background
+    recomputes them.
     """
-    background = adapter.background
-    if background is None or len(background) == 0:
-        raise TwopathError("mean ablation needs a reference sample (adapter.background)")
-    if adapter.modality == "text":
-        fingerprint = hashlib.sha1("\x00".join(background).encode()).hexdigest()
-    else:
-        fingerprint = hashlib.sha1(adapter.encode(background).tobytes()).hexdigest()
-    cache: dict[Any, torch.Tensor] = adapter.__dict__.setdefault("_means", {})
+    reference = adapter.reference_inputs()
+    digest = hashlib.sha1()
+    for name in sorted(reference):
+        digest.update(name.encode())
+        digest.update(reference[name].detach().cpu().numpy().tobytes())
+    fingerprint = digest.hexdigest()
+    cache = caches(adapter).means
     keys = sorted({site_key(c) for c in components})
     missing = [k for k in keys if (fingerprint, k) not in cache]
     if missing:
         probes = [Component("head" if kind == "head" else "neuron" if kind == "neuron" else "layer", layer, 0)
                   if kind != "resid" else Component("layer", layer) for layer, kind in missing]
-        for key, value in mean_activations(adapter, probes, reference_inputs(adapter)).items():
+        for key, value in mean_activations(adapter, probes, reference).items():
             cache[(fingerprint, key)] = value
     return {k: cache[(fingerprint, k)] for k in keys}
 
 
 def reference_inputs(adapter: Any) -> dict[str, torch.Tensor]:
     """The adapter's background sample as one model-input batch (for mean ablation)."""
-    background = adapter.background
-    if background is None or len(background) == 0:
-        raise TwopathError("mean ablation needs a reference sample (adapter.background)")
-    if adapter.modality == "text":
-        return adapter.batch_encode(list(background))
-    return {"x": adapter.transform(background)}
+    result: dict[str, torch.Tensor] = adapter.reference_inputs()
+    return result
 
 
 def ablate(adapter: Any, components: Sequence[Component], mode: str = "mean") -> list[Edit]:
@@ -258,7 +244,7 @@ class MaskedAblation:
 
     def run(self, inputs: dict[str, torch.Tensor], keep: np.ndarray) -> torch.Tensor:
         """Logits, one row per row of ``keep``."""
-        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool))
+        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.adapter.device)
         hooks = [self._hook(layer, idx, keep_t) for layer, idx in self.by_layer.items()]
         with torch.no_grad(), hooked(self.adapter.model, hooks):
             logits = self.adapter.run(repeat_inputs(inputs, keep_t.shape[0]))
@@ -266,8 +252,8 @@ class MaskedAblation:
 
     def _hook(self, layer: int, idx: list[int], keep: torch.Tensor) -> Hook:
         first = self.candidates[idx[0]]
-        module, kind = site(self.adapter, first)
-        units = torch.as_tensor([self.candidates[i].index for i in idx])
+        where = self.adapter.site(first)
+        units = torch.as_tensor([self.candidates[i].index for i in idx], device=keep.device)
         row_keep = keep[:, idx]  # (B, n_units_in_layer)
         head = first.kind == "head"
         key = (layer, "head" if head else "neuron")
@@ -288,6 +274,6 @@ class MaskedAblation:
                 act[..., units] = torch.where(drop, mean[units], act[..., units])
             return act
 
-        if kind == "pre":
-            return Hook(module, lambda m, args: (blend(args[0]), *args[1:]), "pre")
-        return Hook(module, lambda m, args, out: replace_first(out, blend(first_tensor(out))), "forward")
+        if where.kind == "pre":
+            return at(where, lambda m, args: (blend(args[0]), *args[1:]))
+        return at(where, lambda m, args, out: replace_first(out, blend(first_tensor(out))))

@@ -10,9 +10,10 @@ over the example's units (words or features). The evaluator answers for many coa
 * it counts requested rows (``n_requested``) and model rows evaluated (``n_evaluated``) so every
   method can report its cost.
 
-For text an absent word's tokens are replaced by the mask token. For tables an absent feature
-takes the values of a background sample, and the output is averaged over that sample (the
-interventional expectation of KernelSHAP).
+How a unit is made absent is the adapter's business (:meth:`masked_inputs`): for text an absent
+word's tokens are replaced by the mask token; for tables an absent feature takes the values of
+a background sample, and the output is averaged over that sample (the interventional
+expectation of KernelSHAP).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import hashlib
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
-from twopath.models.base import OutputSpace
-from twopath.types import Example, TwopathError
+from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.trace import caches, example_key
+from twopath.types import Example
 
 
 class CoalitionEvaluator:
@@ -38,19 +41,13 @@ class CoalitionEvaluator:
         self.space = space
         self.batch_size = batch_size
         self.max_rows = max_rows
+        self.background_size = background_size
         self.n_requested = 0
         self.n_evaluated = 0
         self._memo: dict[bytes, float] = {}
-        if adapter.modality == "text":
-            self._text = adapter.encode(adapter.check_example(example))
-            self.n_units = len(self._text.words)
-        else:
-            if adapter.background is None or len(adapter.background) == 0:
-                raise TwopathError("a tabular model needs a background sample (adapter.background) for masking")
-            self._x = adapter.encode(adapter.check_example(example))[0]
-            bg = adapter.encode(adapter.background)
-            self._bg = bg[:background_size]
-            self.n_units = len(self._x)
+        self.n_units = len(adapter.units(example))
+        # rows per coalition: 1 for text, the background size for tables (checked up front)
+        _, self._group = self._masked(np.ones((1, self.n_units), dtype=bool))
 
     def __call__(self, keep: np.ndarray) -> np.ndarray:
         keep = np.asarray(keep).astype(bool).reshape(-1, self.n_units)
@@ -73,38 +70,38 @@ class CoalitionEvaluator:
     def empty(self) -> float:
         return float(self(np.zeros((1, self.n_units), dtype=bool))[0])
 
+    def _masked(self, keep: np.ndarray) -> tuple[dict[str, torch.Tensor], int]:
+        inputs, group = self.adapter.masked_inputs(self.example, keep, background_size=self.background_size)
+        return inputs, group
+
     def _evaluate(self, keep: np.ndarray) -> np.ndarray:
+        """Outputs of coalitions, in chunks of at most ``batch_size`` model rows (``max_rows`` for
+        grouped rows: a table's coalitions are cheap, so few large batches)."""
         out = []
+        group = self._group
+        per_chunk = self.batch_size if group == 1 else max(1, self.max_rows // group)
         with torch.no_grad():
-            if self.adapter.modality == "text":
-                for start in range(0, len(keep), self.batch_size):
-                    ids = self.adapter.masked_ids(self._text, keep[start : start + self.batch_size])
-                    logits = self.adapter.logits(ids, self._text.attention_mask, batch_size=self.batch_size)
-                    out.append(self.adapter.output(logits, self.target, self.space).numpy())
-                    self.n_evaluated += len(ids)
-            else:
-                m = len(self._bg)
-                per_batch = max(1, self.max_rows // m)  # an MLP is cheap: few, large batches
-                for start in range(0, len(keep), per_batch):
-                    part = keep[start : start + per_batch]
-                    rows = np.where(part[:, None, :], self._x[None, None, :], self._bg[None, :, :])
-                    x = self.adapter.transform_coded(rows.reshape(-1, self.n_units))
-                    values = self.adapter.output(self.adapter.logits(x), self.target, self.space).numpy()
-                    out.append(values.reshape(len(part), m).mean(axis=1))
-                    self.n_evaluated += len(x)
+            for start in range(0, len(keep), per_chunk):
+                part = keep[start : start + per_chunk]
+                inputs, group = self._masked(part)
+                logits = self.adapter.logits(inputs, batch_size=self.batch_size if group == 1 else len(part) * group)
+                values = self.adapter.output(logits, self.target, self.space).cpu().numpy()
+                out.append(values.reshape(len(part), group).mean(axis=1))
+                self.n_evaluated += len(part) * group
         return np.concatenate(out) if out else np.zeros(0)
 
 
 def evaluator_for(adapter: Any, example: Example, target: int, space: OutputSpace = "logit_diff",
                   background_size: int = 50) -> CoalitionEvaluator:
     """The run-wide evaluator for (example, target, space, background): one memo shared by all methods."""
-    cache: dict[tuple[Any, ...], CoalitionEvaluator] = adapter.__dict__.setdefault("_evaluators", {})
-    raw = example.raw if isinstance(example.raw, str) else tuple(sorted((k, str(v)) for k, v in example.raw.items()))
-    background = None
-    if adapter.modality == "tabular" and adapter.background is not None:
+    cache = caches(adapter).evaluators
+    background = adapter.background
+    fingerprint = None
+    if background is not None and len(background) > 0:
         # keyed by content, so replacing or editing the background never serves stale values
-        background = hashlib.sha1(adapter.encode(adapter.background)[:background_size].tobytes()).hexdigest()
-    key = (example.id, raw, target, space, background_size, background)
+        fingerprint = hashlib.sha1(pd.util.hash_pandas_object(pd.DataFrame(background).astype(str), index=False)
+                                   .to_numpy().tobytes()).hexdigest()
+    key = (example_key(example), target, space, background_size, fingerprint)
     if key not in cache:
         if len(cache) > 16:
             cache.clear()
