@@ -63,6 +63,8 @@ class Site:
     module: nn.Module
     kind: HookKind
     occurrence: int | None = None
+    #: the block whose input gives (batch, positions) when the module sees them flattened
+    unflatten: nn.Module | None = None
 
 
 class ModelAdapter(ABC):

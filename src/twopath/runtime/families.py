@@ -93,6 +93,8 @@ class Family:
     final_norm: str | None = None
     #: ALBERT: one block module applied at every layer
     shared_blocks: bool = False
+    #: OPT: the MLP sees (batch * positions, width)
+    flat_mlp: bool = False
 
     @property
     def decoder(self) -> bool:
@@ -146,7 +148,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("phi", ("phi",), "layers", "self_attn.dense", "mlp.fc2", "last", final_norm="final_layernorm"),
     Family("phi3", ("phi3",), **_LLAMA_LIKE),  # type: ignore[arg-type]
     Family("opt", ("opt",), "decoder.layers", "self_attn.out_proj", "fc2", "last",
-           final_norm="decoder.final_layer_norm"),
+           final_norm="decoder.final_layer_norm", flat_mlp=True),
 )
 
 

@@ -32,11 +32,14 @@ class Hook:
     fn: Callable[..., Any]
     kind: HookKind = "forward"
     occurrence: int | None = None
+    #: the block whose input gives (batch, positions) when the module sees them flattened
+    #: into one dimension (OPT's MLP): ``fn`` then sees and returns (batch, positions, width)
+    unflatten: nn.Module | None = None
 
 
 def at(site: Any, fn: Callable[..., Any]) -> Hook:
     """A hook running ``fn`` at a :class:`~twopath.runtime.adapter.Site`."""
-    return Hook(site.module, fn, site.kind, site.occurrence)
+    return Hook(site.module, fn, site.kind, site.occurrence, site.unflatten)
 
 
 @contextmanager
@@ -51,7 +54,12 @@ def hooked(model: nn.Module, hooks: Sequence[Hook]) -> Iterator[None]:
         for number, hook in enumerate(hooks):
             if id(hook.module) not in owned:
                 raise ValueError(f"hook site {type(hook.module).__name__} is not a module of this model")
-            fn = hook.fn if hook.occurrence is None else _counted(hook, number, counters)
+            fn = hook.fn
+            if hook.unflatten is not None:
+                fn, handle = _unflattened(hook)
+                handles.append(handle)
+            if hook.occurrence is not None:
+                fn = _counted(hook, fn, number, counters)
             if hook.kind == "pre":
                 handles.append(hook.module.register_forward_pre_hook(fn))
             else:
@@ -62,15 +70,42 @@ def hooked(model: nn.Module, hooks: Sequence[Hook]) -> Iterator[None]:
             handle.remove()
 
 
-def _counted(hook: Hook, key: int, counters: dict[int, int]) -> Callable[..., Any]:
-    """``hook.fn`` applied only on call number ``hook.occurrence`` of its module in a pass."""
+def _counted(hook: Hook, inner: Callable[..., Any], key: int, counters: dict[int, int]) -> Callable[..., Any]:
+    """``inner`` applied only on call number ``hook.occurrence`` of its module in a pass."""
 
     def fn(*args: Any) -> Any:
         call = counters.get(key, 0)
         counters[key] = call + 1
-        return hook.fn(*args) if call == hook.occurrence else None
+        return inner(*args) if call == hook.occurrence else None
 
     return fn
+
+
+def _unflattened(hook: Hook) -> tuple[Callable[..., Any], Any]:
+    """``hook.fn`` seeing (batch, positions, width) where the module sees (batch * positions,
+    width); the shape comes from the input of ``hook.unflatten`` (a pre-hook, returned)."""
+    shape: list[int] = []
+
+    def remember(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        shape[:] = list(hidden.shape[:2])
+
+    assert hook.unflatten is not None
+    handle = hook.unflatten.register_forward_pre_hook(remember, with_kwargs=True)
+
+    def view(flat: Any) -> Any:
+        return flat.view(*shape, flat.shape[-1]) if flat.dim() == 2 else flat
+
+    def fn(module: nn.Module, *rest: Any) -> Any:
+        if hook.kind == "pre":
+            (args,) = rest
+            out = hook.fn(module, (view(args[0]), *args[1:]))
+            return None if out is None else (out[0].reshape(args[0].shape), *out[1:])
+        args, output = rest
+        out = hook.fn(module, args, replace_first(output, view(first_tensor(output))))
+        return None if out is None else replace_first(out, first_tensor(out).reshape(first_tensor(output).shape))
+
+    return fn, handle
 
 
 def first_tensor(output: Any) -> Any:

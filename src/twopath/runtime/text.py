@@ -88,17 +88,6 @@ def word_presence(texts: Sequence[str], words: Sequence[str]) -> Any:
     return pd.DataFrame({w: [int(w.lower() in bag) for bag in bags] for w in words})
 
 
-def _expand(value: Any, n: int) -> Any:
-    """A recorded batch-1 argument repeated to ``n`` rows (tensors of rank >= 2 with batch 1)."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() >= 2 and value.shape[0] == 1 and n != 1:
-            return value.expand(n, *value.shape[1:])
-        return value
-    if isinstance(value, tuple | list):
-        return type(value)(_expand(v, n) for v in value)
-    return value
-
-
 class HFTextClassifier(ModelAdapter):
     """A local Hugging Face sequence classifier (encoder or decoder) behind the adapter contract."""
 
@@ -348,7 +337,9 @@ class HFTextClassifier(ModelAdapter):
                 occurrence = seen.get(id(block), 0)
                 seen[id(block)] = occurrence + 1
             sites[f"blocks.{layer}.attn.hook_z"] = Site(self.family.child(block, self.family.attn_out), "pre", occurrence)
-            sites[f"blocks.{layer}.mlp.hook_post"] = Site(self.family.child(block, self.family.mlp_out), "pre", occurrence)
+            mlp = self.family.child(block, self.family.mlp_out)
+            flat = block if self.family.flat_mlp else None
+            sites[f"blocks.{layer}.mlp.hook_post"] = Site(mlp, "pre", occurrence, flat)
             sites[f"blocks.{layer}.hook_resid_post"] = Site(block, "forward", occurrence)
         return sites
 
@@ -420,13 +411,14 @@ class HFTextClassifier(ModelAdapter):
 
     def resume(self, start: int, state: torch.Tensor, layer_calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
                inputs: Inputs) -> torch.Tensor:
+        # the recorded arguments (masks, positions, rotary tables) keep their batch of one and
+        # broadcast over the rows, as they do inside the model
         n = state.shape[0]
         hidden = state
         for layer in range(start, self.n_layers):
             args, kwargs = layer_calls[layer]
-            kwargs = {k: _expand(v, n) for k, v in kwargs.items()}
             if args:
-                out = self.layer_modules[layer](hidden, *_expand(tuple(args[1:]), n), **kwargs)
+                out = self.layer_modules[layer](hidden, *args[1:], **kwargs)
             else:
                 out = self.layer_modules[layer](**{**kwargs, "hidden_states": hidden})
             hidden = first_tensor(out)
@@ -538,7 +530,8 @@ def check_model_dir(path: str | Path, task: str) -> tuple[Path, dict[str, Any]]:
     family_for(config.get("model_type"))  # unsupported architectures fail here
     archs = config.get("architectures") or []
     wanted = "ForSequenceClassification" if task == "classifier" else "ForCausalLM"
-    if archs and not any(str(a).endswith(wanted) for a in archs):
+    endings = (wanted,) if task == "classifier" else (wanted, "LMHeadModel")
+    if archs and not any(str(a).endswith(endings) for a in archs):
         hint = (" (a causal LM needs --prompt and --labels)" if task == "classifier"
                 and any(str(a).endswith("ForCausalLM") for a in archs) else "")
         raise TwopathError(f"{directory} holds a {archs[0]}, expected an architecture ending in {wanted}{hint}")
