@@ -16,7 +16,7 @@ from tests.helpers import ARCHITECTURES, build_bpe_tokenizer, build_tiny_model, 
 
 # The unit tests run tiny models for which thread start-up costs more than the arithmetic (10x
 # slower with 2 threads on a busy 2-core machine); the end-to-end tests keep torch's default.
-_SINGLE_THREADED = {"test_types.py", "models", "attribution", "mechanistic", "datasets", "comparisons", "reports"}
+_SINGLE_THREADED = {"test_types.py", "runtime", "attribution", "mechanistic", "datasets", "comparisons", "reports"}
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +97,8 @@ def tiny_text(request, tiny_dirs, background_texts):
 @pytest.fixture(scope="session")
 def tiny_sentiment(background_texts):
     """The trained 2-layer BERT reference model (cached in ~/.cache/twopath)."""
-    from twopath.seed import zoo
     from twopath.runtime.text import HFTextClassifier
+    from twopath.seed import zoo
 
     adapter = HFTextClassifier.from_pretrained(zoo.tiny_sentiment_model())
     adapter.background = list(background_texts)

@@ -14,6 +14,7 @@ from torch import nn
 
 from twopath.runtime.adapter import target_output
 from twopath.runtime.tabular import TorchTabularClassifier, fitted_preprocessor
+from twopath.runtime.trace import forget
 from twopath.types import Example
 
 TEXT_LABELS = ("negative", "positive")
@@ -106,8 +107,8 @@ def n_hooks(model: nn.Module) -> int:
 
 
 def clear_evaluators(adapter: Any) -> None:
-    """Drop the adapter's memoized coalition evaluators (forces recomputation)."""
-    adapter.__dict__.pop("_evaluators", None)
+    """Drop everything memoized for the adapter, its coalition evaluators included (forces recomputation)."""
+    forget(adapter)
 
 
 def swapped(adapter: Any, text: str, old: str = "good", new: str = "bad", example_id: str = "corrupted") -> Example:

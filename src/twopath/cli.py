@@ -107,40 +107,62 @@ def reproduce(
 
 @app.command()
 def explain(
-    model: Annotated[Path, typer.Option(help="local Hugging Face sequence-classification model directory")],
+    model: Annotated[Path, typer.Option(help="local Hugging Face model directory: a sequence classifier, or a causal LM with --prompt and --labels")],
     text: Annotated[str, typer.Option(help="the sentence to explain")],
     out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/explain"),
     target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label)")] = None,
     corrupt: Annotated[str | None, typer.Option(help="contrast sentence of the same token length for patching")] = None,
+    prompt: Annotated[str | None, typer.Option(help="causal LM: prompt template with {text}, e.g. 'Review: {text}\nSentiment:'")] = None,
+    labels: Annotated[str | None, typer.Option(help="causal LM: comma-separated label words, e.g. ' negative, positive'")] = None,
+    background: Annotated[Path | None, typer.Option(help="reference sentences for mean ablation: a text file (one per line) or a CSV/JSONL/Parquet 'text' column (default: built-in neutral sentences)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    allow_new_head: Annotated[bool, typer.Option("--allow-new-head", help="explain a model whose classification head is missing from the weights (randomly initialised; the report says so)")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML file with [methods] and per-method settings")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Explain one sentence with any local Hugging Face sequence classifier."""
+    """Explain one sentence with any local Hugging Face classifier or prompted causal LM."""
     if not text.strip():
         _fail("the text is empty")
+    if (prompt is None) != (labels is None):
+        _fail("--prompt and --labels go together (a causal LM needs both)")
+    if prompt is not None and "{text}" not in prompt:
+        _fail("the prompt template must contain {text} where the input goes")
     fmt = _formats(formats)
     say = _say(quiet)
 
     def action() -> None:
-        from twopath.runtime.text import HFTextClassifier
+        from twopath.datasets.neutral import NEUTRAL_SENTENCES, read_background
         from twopath.pipeline import explain as run_explain
         from twopath.reports import write_report
+        from twopath.runtime.devices import resolve_device, resolve_dtype
+        from twopath.runtime.text import HFTextClassifier, PromptedLM, check_template
         from twopath.tasks import reproducibility, text_counterfactual
         from twopath.types import Example, Report
 
-        adapter = HFTextClassifier.from_pretrained(model)
+        resolve_dtype(dtype, resolve_device(device))  # device errors before anything loads
+        reference = read_background(background) if background is not None else list(NEUTRAL_SENTENCES)
+        options = run_options(config)
+        adapter: HFTextClassifier
+        if prompt is not None and labels is not None:
+            template = check_template(prompt.replace("\\n", "\n"))  # a typed \\n is a newline
+            adapter = PromptedLM.from_pretrained_prompted(model, template, labels.split(","), device=device, dtype=dtype)
+        else:
+            adapter = HFTextClassifier.from_pretrained(model, device=device, dtype=dtype,
+                                                       allow_new_head=allow_new_head)
         if target is not None:
             adapter.label_index(target)
-        from twopath.datasets import sentiment
-
-        adapter.background = list(sentiment.split(seed=0)[1]["text"].sample(64, random_state=seed))
+        adapter.background = reference
         example = Example("input", text, target)
         contrast = Example("contrast", corrupt, target) if corrupt else text_counterfactual(adapter)
-        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **run_options(config))
-        report = Report("explain", {**adapter.describe(), "accuracy": None}, [result],
-                        reproducibility(seed, {"key": str(model)}))
+        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **options)
+        described = {**adapter.describe(), "accuracy": None, "device": str(adapter.device), "dtype": dtype,
+                     "background": str(background) if background is not None else "built-in neutral sentences"}
+        if getattr(adapter.model.config, "twopath_new_head", False):
+            described["warning"] = "the classification head was missing from the weights and is randomly initialised"
+        report = Report("explain", described, [result], reproducibility(seed, {"key": str(model)}))
         paths = write_report(report, out, fmt)
         typer.echo("  ".join(str(p) for p in paths.values()))
 

@@ -22,6 +22,7 @@ from twopath.comparisons.sanity import (
     verdicts,
 )
 from twopath.datasets import loan
+from twopath.runtime.trace import caches
 from twopath.types import Example, TwopathError
 
 SENTENCE = "The movie was surprisingly good, despite slow pacing."
@@ -160,12 +161,12 @@ def test_integrated_gradients_passes_on_the_loan_model(loan_adapter):
 def test_shap_on_a_randomized_copy_is_not_served_from_the_cache(loan_adapter):
     shap = Recorder("shap", LOAN_EXAMPLE, "approved", algorithm="exact")
     original = shap(loan_adapter)["shap"]
-    assert "_evaluators" in loan_adapter.__dict__  # the cache the copy must not inherit
+    assert caches(loan_adapter).evaluators  # the cache the copy must not inherit
     faithful = detached_copy(loan_adapter)
-    assert "_evaluators" not in faithful.__dict__
+    assert not caches(faithful).evaluators
     np.testing.assert_allclose(shap(faithful)["shap"], original, rtol=1e-6, atol=1e-9)
     randomized = randomized_copy(loan_adapter, seed=0)
-    assert "_evaluators" not in randomized.__dict__
+    assert not caches(randomized).evaluators
     assert not np.allclose(shap(randomized)["shap"], original)
 
 

@@ -39,7 +39,7 @@ def _manual_head_means(adapter) -> torch.Tensor:
             store[layer] = args[0].detach()
         return hook
 
-    handles = [adapter.head_site(layer).register_forward_pre_hook(grab(layer)) for layer in range(adapter.n_layers)]
+    handles = [adapter.site(Component("head", layer, 0)).module.register_forward_pre_hook(grab(layer)) for layer in range(adapter.n_layers)]
     try:
         with torch.no_grad():
             adapter.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
@@ -62,7 +62,7 @@ def test_head_ablation_zero_equals_a_manual_loop(tiny_sentiment):
     assert result.clean == pytest.approx(clean, abs=1e-5)
     manual = []
     for comp in result.components:
-        d = adapter.head_dim
+        d = adapter.head_dim()
         sl = slice(comp.index * d, (comp.index + 1) * d)
 
         def zero_head(module, args, sl=sl):
@@ -70,7 +70,7 @@ def test_head_ablation_zero_equals_a_manual_loop(tiny_sentiment):
             x[..., sl] = 0.0
             return (x,)
 
-        handle = adapter.head_site(comp.layer).register_forward_pre_hook(zero_head)
+        handle = adapter.site(Component("head", comp.layer, 0)).module.register_forward_pre_hook(zero_head)
         try:
             manual.append(clean - _out(adapter, inputs))
         finally:
@@ -86,7 +86,7 @@ def test_head_ablation_mean_equals_a_manual_loop(tiny_sentiment):
     inputs = adapter.forward_inputs(SEED_TEXT)
     clean = _out(adapter, inputs)
     means = _manual_head_means(adapter)
-    d = adapter.head_dim
+    d = adapter.head_dim()
     manual = []
     for comp in result.components:
         value = means[comp.layer, comp.index * d:(comp.index + 1) * d]
@@ -116,10 +116,10 @@ def test_head_with_a_dead_output_projection_has_no_effect(tiny_text, mode):
     adapter = HFTextClassifier(model, tiny_text.tokenizer, name="dead-head")
     adapter.background = list(tiny_text.background)
     dead = [Component("head", 0, 1), Component("head", 1, 0)]
-    d = adapter.head_dim
+    d = adapter.head_dim()
     with torch.no_grad():
         for comp in dead:
-            adapter.head_site(comp.layer).weight[:, comp.index * d:(comp.index + 1) * d] = 0.0
+            adapter.site(Component("head", comp.layer, 0)).module.weight[:, comp.index * d:(comp.index + 1) * d] = 0.0
     result = HeadAblation(mode=mode).localize(adapter, SEED_TEXT, target="positive")
     effects = dict(zip(result.components, result.effects, strict=True))
     alive = [c for c in result.components if c not in dead]
@@ -180,7 +180,9 @@ def test_loan_last_layer_ablation_is_analytic(loan_adapter):
     result = NeuronAblation(mode="zero").localize(loan_adapter, SEED_ROW, target="approved")
     assert len(result.components) == 6 * 32
     captured = {}
-    handle = loan_adapter.neuron_site(5).register_forward_hook(lambda m, a, out: captured.setdefault("a", out.detach()))
+    site = loan_adapter.site(Component("neuron", 5, 0))
+    assert site.kind == "forward"  # a tabular neuron is read on the output of the l-th ReLU
+    handle = site.module.register_forward_hook(lambda m, a, out: captured.setdefault("a", out.detach()))
     try:
         with torch.no_grad():
             loan_adapter.run(loan_adapter.forward_inputs(SEED_ROW))

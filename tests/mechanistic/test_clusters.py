@@ -157,7 +157,9 @@ def test_text_clusters_pool_real_tokens_and_label_by_words(tiny_text, background
     acts = layer_activations(tiny_text, 1, background_texts)
     inputs = tiny_text.batch_encode(background_texts[:1])
     store = {}
-    hook = tiny_text.neuron_site(1).register_forward_hook(lambda m, a, o: store.setdefault("act", o))
+    site = tiny_text.site(Component("neuron", 1, 0))
+    assert site.kind == "pre"  # the input of the MLP output projection holds the neurons
+    hook = site.module.register_forward_pre_hook(lambda m, args: store.setdefault("act", args[0]))
     try:
         with torch.no_grad():
             tiny_text.run(inputs)

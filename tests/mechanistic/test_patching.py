@@ -198,8 +198,8 @@ def test_attribution_patching_is_exact_where_the_output_is_linear_in_the_site():
     estimate of patching a last-layer neuron equals exact patching."""
     from twopath.datasets import loan
     from twopath.mechanistic import MECHANISTIC_METHODS
-    from twopath.seed import zoo
     from twopath.runtime.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
     from twopath.types import Example
 
     adapter = TorchTabularClassifier.load(zoo.loan_model(say=lambda _: None))

@@ -42,8 +42,8 @@ def _quiet(_: str) -> None:
 def text_adapter() -> Any:
     """The trained tiny BERT with 16 held-out background sentences (its own instance)."""
     from twopath.datasets import sentiment
-    from twopath.seed import zoo
     from twopath.runtime.text import HFTextClassifier
+    from twopath.seed import zoo
 
     adapter = HFTextClassifier.from_pretrained(zoo.tiny_sentiment_model(say=_quiet), name="tiny BERT (tests)")
     _, test = sentiment.split()
@@ -54,8 +54,8 @@ def text_adapter() -> Any:
 def loan_adapter() -> Any:
     """A freshly loaded loan MLP with the 200-applicant background (a new instance per call)."""
     from twopath.datasets import loan
-    from twopath.seed import zoo
     from twopath.runtime.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
 
     adapter = TorchTabularClassifier.load(zoo.loan_model(say=_quiet))
     adapter.name = "loan MLP (tests)"

@@ -77,6 +77,63 @@ def test_first_tensor_and_replace_first():
     assert replace_first(t, u) is u
 
 
+class _SharedTwice(nn.Module):
+    """One module applied twice per forward pass (as ALBERT applies its shared block)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.shared(torch.relu(self.shared(x))))
+
+
+def test_a_hook_with_an_occurrence_fires_only_on_that_call_of_each_forward_pass(x):
+    torch.manual_seed(0)
+    model = _SharedTwice().eval()
+    seen: list[torch.Tensor] = []
+    every: list[torch.Tensor] = []
+
+    def record(module, args, output):
+        seen.append(args[0].detach().clone())
+
+    def record_every(module, args, output):
+        every.append(args[0].detach().clone())
+
+    with torch.no_grad():
+        clean = model(x)
+        first = model.shared(x)
+        second_input = torch.relu(first)
+        expected = model.out(2 * model.shared(second_input))
+        hooks = [Hook(model.shared, record, occurrence=1), Hook(model.shared, record_every),
+                 Hook(model.shared, _double, occurrence=1)]
+        with hooked(model, hooks):
+            for _ in range(3):  # the call counters restart at every forward pass of the model
+                torch.testing.assert_close(model(x), expected)
+    assert len(every) == 6  # no occurrence: every call
+    assert len(seen) == 3  # occurrence 1: the second call of each pass only
+    for inp in seen:
+        torch.testing.assert_close(inp, second_input)
+    assert n_hooks(model) == 0
+    assert torch.equal(model(x), clean)
+
+
+def test_occurrence_zero_pre_hook_edits_only_the_first_call(x):
+    torch.manual_seed(0)
+    model = _SharedTwice().eval()
+    calls: list[int] = []
+    with torch.no_grad():
+        expected = model.out(model.shared(torch.relu(model.shared(-x))))
+        with hooked(model, [Hook(model.shared, _negate_input, "pre", occurrence=0),
+                            Hook(model.shared, lambda m, a: calls.append(0), "pre", occurrence=0),
+                            Hook(model.shared, lambda m, a: calls.append(1), "pre", occurrence=1)]):
+            torch.testing.assert_close(model(x), expected)
+            torch.testing.assert_close(model(x), expected)
+    assert calls == [0, 1, 0, 1]
+    assert n_hooks(model) == 0
+
+
 def _text_components(adapter):
     return [Component("head", 0, 0), Component("neuron", 1, 3), Component("resid", 0, position=1),
             Component("layer", 1)]
@@ -127,3 +184,20 @@ def test_intervene_bad_component_leaves_no_hooks(tiny_sentiment):
                                                           Edit(0, Component("layer", 7), None)]):
         pass  # pragma: no cover
     assert n_hooks(adapter.model) == before
+
+
+def test_occurrence_counters_restart_when_a_decoder_runs_its_base_model():
+    """Decoder adapters call ``model.base_model`` themselves: counters restart there too."""
+    from tests.tiny_models import TEXT, build_tiny
+    from twopath.runtime.hooks import Hook, hooked
+    from twopath.runtime.text import HFTextClassifier
+
+    model, tokenizer = build_tiny("gpt2")
+    adapter = HFTextClassifier(model, tokenizer)
+    block = adapter.layer_modules[0]
+    calls = []
+    inputs = adapter.encode(TEXT).inputs()
+    with hooked(adapter.model, [Hook(block, lambda m, a, o: calls.append(1), "forward", occurrence=0)]):
+        for _ in range(3):
+            adapter.run(inputs)
+    assert len(calls) == 3

@@ -38,8 +38,13 @@ def test_shape_of_the_loan_model(loan_adapter):
     with pytest.raises(TwopathError):
         loan_adapter.components("head")
     with pytest.raises(TwopathError):
-        loan_adapter.neuron_site(6)
-    assert loan_adapter.resid_site(2) is loan_adapter.neuron_site(2)
+        loan_adapter.site(Component("neuron", 6, 0))
+    neuron = loan_adapter.site(Component("neuron", 2, 0))
+    relus = [m for m in loan_adapter.model.modules() if isinstance(m, torch.nn.ReLU)]
+    assert neuron.kind == "forward" and neuron.module is relus[2]  # the output of the l-th ReLU
+    # in an MLP the hidden layer is the residual state: neuron, layer and resid sites coincide
+    assert loan_adapter.site(Component("resid", 2, position=0)).module is neuron.module
+    assert loan_adapter.site(Component("layer", 2)).module is neuron.module
 
 
 def test_transform_scales_numbers_and_one_hot_encodes(loan_adapter):
@@ -137,7 +142,7 @@ def test_model_without_relu_is_rejected():
 
 def test_output_is_logit_difference(loan_adapter):
     with torch.no_grad():
-        logits = loan_adapter.logits(loan_adapter.transform(loan.SEED_APPLICANT))
+        logits = loan_adapter.logits({"x": loan_adapter.transform(loan.SEED_APPLICANT)})
     diff = float(logits[0, 1] - logits[0, 0])
     assert tabular_output(loan_adapter, loan.SEED_APPLICANT, 1)[0] == pytest.approx(diff, abs=1e-5)
     assert tabular_output(loan_adapter, loan.SEED_APPLICANT, 0)[0] == pytest.approx(-diff, abs=1e-5)

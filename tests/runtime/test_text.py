@@ -30,7 +30,7 @@ def _is_module_of(adapter, module) -> bool:
 
 def test_loaded_adapter_describes_itself(tiny_text):
     assert tiny_text.labels == ("negative", "positive")
-    assert tiny_text.n_layers == 2 and tiny_text.n_heads == 2 and tiny_text.head_dim == 16
+    assert tiny_text.n_layers == 2 and tiny_text.n_heads == 2 and tiny_text.head_dim() == 16
     assert tiny_text.describe()["n_layers"] == 2
     assert tiny_text.architecture.endswith("ForSequenceClassification")
 
@@ -106,8 +106,17 @@ def test_sites_exist_for_every_layer(tiny_text):
     n_tokens = inputs["input_ids"].shape[1]
     sites = []
     for layer in range(tiny_text.n_layers):
-        head, neuron, resid = tiny_text.head_site(layer), tiny_text.neuron_site(layer), tiny_text.resid_site(layer)
-        assert isinstance(head, nn.Linear) and head.in_features == tiny_text.n_heads * tiny_text.head_dim
+        head_site = tiny_text.site(Component("head", layer, 0))
+        neuron_site = tiny_text.site(Component("neuron", layer, 0))
+        resid_site = tiny_text.site(Component("layer", layer))
+        # heads and neurons are read on the input of the attention / MLP output projection,
+        # the residual stream on the output of the block
+        assert (head_site.kind, neuron_site.kind, resid_site.kind) == ("pre", "pre", "forward")
+        head, neuron, resid = head_site.module, neuron_site.module, resid_site.module
+        assert isinstance(head, nn.Linear) and head.in_features == tiny_text.n_heads * tiny_text.head_dim()
+        assert isinstance(neuron, nn.Linear) and neuron.in_features == tiny_text.mlp_width(layer) == 64
+        assert resid is tiny_text.layer_modules[layer]
+        assert tiny_text.site(Component("resid", layer, position=0)) == resid_site
         for module in (head, neuron, resid):
             assert _is_module_of(tiny_text, module)
         sites.append((head, neuron, resid))
@@ -121,16 +130,16 @@ def test_sites_exist_for_every_layer(tiny_text):
         assert store[(layer, "head")].shape == (1, n_tokens, 32)
         assert store[(layer, "neuron")].shape == (1, n_tokens, 64)  # intermediate size
         assert store[(layer, "resid")].shape == (1, n_tokens, 32)
-    for getter in (tiny_text.head_site, tiny_text.neuron_site, tiny_text.resid_site):
+    for component in (Component("head", 2, 0), Component("neuron", 2, 0), Component("layer", 2)):
         with pytest.raises(TwopathError):
-            getter(2)
+            tiny_text.site(component)
 
 
 def test_run_and_logits_agree(tiny_text):
     inputs = tiny_text.forward_inputs(SEED)
     with torch.no_grad():
         run = tiny_text.run(inputs)
-    assert torch.allclose(run, tiny_text.logits(inputs["input_ids"], inputs["attention_mask"]), atol=1e-6)
+    assert torch.allclose(run, tiny_text.logits({"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}), atol=1e-6)
     proba = tiny_text.predict_proba([SEED_SENTENCE, "bad."])
     assert proba.shape == (2, 2) and np.allclose(proba.sum(1), 1.0)
     assert np.allclose(proba[0], torch.softmax(run, -1)[0].numpy(), atol=1e-5)
@@ -204,7 +213,7 @@ def test_from_pretrained_rejects_non_classifier(tmp_path, tiny_dirs):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     config["architectures"] = ["BertForMaskedLM"]
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(TwopathError, match="not a sequence classifier"):
+    with pytest.raises(TwopathError, match="holds a BertForMaskedLM, expected an architecture ending in ForSequenceClassification"):
         HFTextClassifier.from_pretrained(tmp_path / "m")
 
 

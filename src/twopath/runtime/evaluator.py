@@ -19,6 +19,7 @@ expectation of KernelSHAP).
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Any
 
 import numpy as np
@@ -105,5 +106,6 @@ def evaluator_for(adapter: Any, example: Example, target: int, space: OutputSpac
     if key not in cache:
         if len(cache) > 16:
             cache.clear()
-        cache[key] = CoalitionEvaluator(adapter, example, target, space, background_size=background_size)
+        # a weak reference: the cache must not keep its own key (the adapter) alive
+        cache[key] = CoalitionEvaluator(weakref.proxy(adapter), example, target, space, background_size=background_size)
     return cache[key]

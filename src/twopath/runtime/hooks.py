@@ -8,7 +8,8 @@ instead of doing nothing.
 
 A hook may name one ``occurrence`` of its module: the module is then applied several times per
 forward pass (ALBERT shares one block across layers) and the hook acts only on that call. Call
-counters restart at every forward pass of the whole model.
+counters restart at every forward pass of the whole model (or of its base model). Models whose
+sites have occurrences run full passes only (they cannot resume at a block).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def hooked(model: nn.Module, hooks: Sequence[Hook]) -> Iterator[None]:
     counters: dict[int, int] = {}
     try:
         if any(h.occurrence is not None for h in hooks):
-            handles.append(model.register_forward_pre_hook(lambda m, args: counters.clear()))
+            # a pass starts at the model or, for adapters that run the backbone and read its
+            # output themselves (decoders), at the base model
+            for root in {id(m): m for m in (model, getattr(model, "base_model", model))}.values():
+                handles.append(root.register_forward_pre_hook(lambda m, args: counters.clear()))
         for number, hook in enumerate(hooks):
             if id(hook.module) not in owned:
                 raise ValueError(f"hook site {type(hook.module).__name__} is not a module of this model")

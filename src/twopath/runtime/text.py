@@ -135,8 +135,9 @@ class HFTextClassifier(ModelAdapter):
         from transformers import AutoModelForSequenceClassification
 
         directory, config = check_model_dir(path, task="classifier")
+        tokenizer = _load_tokenizer(directory)
         model = _load(AutoModelForSequenceClassification, directory, config, device, dtype, allow_new_head)
-        return cls(model, _load_tokenizer(directory), name=name or directory.name)
+        return cls(model, tokenizer, name=name or directory.name)
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -533,7 +534,7 @@ def check_model_dir(path: str | Path, task: str) -> tuple[Path, dict[str, Any]]:
     endings = (wanted,) if task == "classifier" else (wanted, "LMHeadModel")
     if archs and not any(str(a).endswith(endings) for a in archs):
         hint = (" (a causal LM needs --prompt and --labels)" if task == "classifier"
-                and any(str(a).endswith("ForCausalLM") for a in archs) else "")
+                and any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs) else "")
         raise TwopathError(f"{directory} holds a {archs[0]}, expected an architecture ending in {wanted}{hint}")
     if not any((directory / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
         raise TwopathError(f"{directory}: no tokenizer files (tokenizer.json, vocab.txt or vocab.json) next to the model")
@@ -549,6 +550,8 @@ def _load_tokenizer(directory: Path) -> Any:
         raise TwopathError(f"cannot load the tokenizer in {directory}: {_first_line(err)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise TwopathError(f"{directory}: a fast tokenizer (tokenizer.json) is required for word offsets")
+    if tokenizer.pad_token_id is None and getattr(tokenizer, "eos_token", None) is None:
+        raise TwopathError(f"{directory}: the tokenizer has no pad token and no end-of-sequence token to pad with")
     return tokenizer
 
 

@@ -91,7 +91,8 @@ class Trace:
         key = example_key(example)
         trace = traces.get(key)
         if trace is None:
-            trace = cls(adapter, adapter.inputs(example))
+            # a weak reference: the cache must not keep its own key (the adapter) alive
+            trace = cls(weakref.proxy(adapter), adapter.inputs(example))
             traces[key] = trace
             while len(traces) > _MAX_TRACES:
                 traces.popitem(last=False)

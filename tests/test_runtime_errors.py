@@ -1,0 +1,113 @@
+"""Bad models and bad prompts: one clear error, before any weights load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.tiny_models import save_tiny
+from twopath.runtime.devices import resolve_device, resolve_dtype
+from twopath.runtime.families import family_for
+from twopath.runtime.text import HFTextClassifier, PromptedLM, check_model_dir
+from twopath.types import TwopathError
+
+PROMPT = "Review: {text}\nSentiment:"
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    return save_tiny("gpt2", tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture(scope="module")
+def gpt2_lm_dir(tmp_path_factory):
+    return save_tiny("gpt2", tmp_path_factory.mktemp("gpt2-lm"), causal_lm=True)
+
+
+def _edit_config(directory, **changes):
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    path.write_text(json.dumps(config))
+
+
+def test_unknown_architecture_names_the_supported_ones(gpt2_dir, tmp_path):
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for f in gpt2_dir.iterdir():
+        (odd / f.name).write_bytes(f.read_bytes())
+    _edit_config(odd, model_type="mamba")
+    with pytest.raises(TwopathError, match=r"unsupported architecture 'mamba'.*gpt2.*llama"):
+        check_model_dir(odd, task="classifier")
+    with pytest.raises(TwopathError, match="unsupported architecture"):
+        family_for(None)
+
+
+def test_config_that_is_not_json(tmp_path):
+    (tmp_path / "config.json").write_bytes(b"\xff{not json")
+    with pytest.raises(TwopathError, match="not valid JSON"):
+        check_model_dir(tmp_path, task="classifier")
+
+
+def test_causal_lm_without_prompt_is_refused_with_a_hint(gpt2_lm_dir):
+    with pytest.raises(TwopathError, match="needs --prompt and --labels"):
+        HFTextClassifier.from_pretrained(gpt2_lm_dir)
+
+
+def test_weights_without_a_head_are_refused_unless_allowed(gpt2_lm_dir, tmp_path):
+    # a causal LM's weights opened as a classifier (no ``architectures``): the score head is missing
+    headless = tmp_path / "headless"
+    headless.mkdir()
+    for f in gpt2_lm_dir.iterdir():
+        (headless / f.name).write_bytes(f.read_bytes())
+    _edit_config(headless, architectures=None)
+    with pytest.raises(TwopathError, match="no classification head.*--allow-new-head"):
+        HFTextClassifier.from_pretrained(headless)
+    adapter = HFTextClassifier.from_pretrained(headless, allow_new_head=True)
+    assert adapter.model.config.twopath_new_head is True
+
+
+@pytest.mark.parametrize(("template", "words", "message"), [
+    ("Review: {text}", (" good", " good"), "share a first token"),
+    ("Review: {text}", (" ", " positive"), "tokenizes to nothing"),
+    ("Review: {text}", (" positive",), "at least two label words"),
+    ("Review:", (" negative", " positive"), "must contain {text}"),
+    ("{text} and {text}", (" negative", " positive"), "exactly once"),
+])
+def test_bad_prompts_and_label_words(gpt2_lm_dir, template, words, message):
+    with pytest.raises(TwopathError, match=message):
+        PromptedLM.from_pretrained_prompted(gpt2_lm_dir, template, words)
+
+
+def test_prompted_units_are_the_words_of_the_text_only(gpt2_lm_dir):
+    from twopath.types import Example
+
+    adapter = PromptedLM.from_pretrained_prompted(gpt2_lm_dir, PROMPT, (" negative", " positive"))
+    example = Example("e", "A boring film.")
+    assert adapter.units(example) == ("A", "boring", "film")
+    inp = adapter.encode("A boring film.")
+    template_tokens = [t for t, w in zip(inp.tokens, inp.token_word, strict=True) if w < 0]
+    assert "".join(template_tokens).replace("Ġ", " ").replace("Ċ", "\n").startswith("Review:")
+    assert int(adapter.reading_position(inp.inputs())[0]) == inp.n_tokens - 1
+
+
+def test_devices_and_dtypes_fail_in_one_line():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(TwopathError, match="unknown device"):
+        resolve_device("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(TwopathError, match="no CUDA GPU"):
+            resolve_device("cuda:0")
+    with pytest.raises(TwopathError, match="not supported on the CPU"):
+        resolve_dtype("float16", torch.device("cpu"))
+    with pytest.raises(TwopathError, match="unknown dtype"):
+        resolve_dtype("float8", torch.device("cpu"))
+    assert resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
