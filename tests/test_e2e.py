@@ -14,8 +14,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from twopath import tasks  # noqa: E402
 from twopath.reports import render_json, write_report  # noqa: E402
+from twopath.seed import tasks  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -162,3 +162,30 @@ def test_comparison_sections(which, sentiment_report, loan_report, tmp_path):
     assert any(p.name.endswith("__claims.csv") for p in paths["csv"].iterdir())
     html = paths["html"].read_text()
     assert "Over the dataset" in html and "The seed&#39;s claims, measured" in html or "claims" in html
+
+
+@pytest.fixture(scope="module")
+def decoder_report():
+    return tasks.run_task("sentiment-gpt2", seed=0, say=lambda _: None, dataset_size=3)
+
+
+def test_reference_decoder_report(decoder_report, tmp_path):
+    """The GPT-2-style reference decoder: trained from scratch, explained by both paths."""
+    paths = write_report(decoder_report, tmp_path / "sentiment-gpt2")
+    doc = json.loads(paths["json"].read_text())
+    example = _contract(doc, "sentiment-gpt2")
+    assert doc["model"]["architecture"] == "GPT2ForSequenceClassification"
+    assert doc["model"]["accuracy"] >= 0.70
+    assert example["target"] == "positive"  # the seed's decision, whatever the model predicts
+    if example["prediction"]["label"] != "positive":
+        assert any("reads the sentence as" in note for note in example["notes"])
+    methods = {loc["method"] for loc in example["localizations"]}
+    assert {"head_ablation", "activation_patching", "attribution_patching"} <= methods
+    patching = next(loc for loc in example["localizations"] if loc["method"] == "activation_patching")
+    n_tokens = len(patching["meta"]["tokens"])
+    # a decoder reads its last token: patching the residual stream there after the last block
+    # restores the clean output (normalized 1), whatever happened earlier
+    last = patching["components"].index(f"L{doc['model']['n_layers'] - 1}.resid@{n_tokens - 1}")
+    assert patching["effects"][last] == pytest.approx(1.0, abs=1e-4)
+    assert example["tables"]["claims"], "the seed's claims are measured on the decoder too"
+    assert doc["dataset"]["n_examples"] == 3

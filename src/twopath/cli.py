@@ -77,7 +77,7 @@ def _formats(value: str) -> list[str]:
 
 @app.command()
 def reproduce(
-    task: Annotated[str, typer.Argument(help="sentiment, loan, hmda or all")],
+    task: Annotated[str, typer.Argument(help="sentiment, loan, hmda, sentiment-gpt2 or all")],
     out: Annotated[Path, typer.Option(help="output folder; one sub-folder per task")] = Path("reports"),
     seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds")] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
@@ -85,7 +85,7 @@ def reproduce(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress messages")] = False,
 ) -> None:
     """Reproduce a seed example (the sentiment sentence, the loan applicant) end to end."""
-    from_tasks = ("sentiment", "loan", "hmda")
+    from_tasks = ("sentiment", "loan", "hmda", "sentiment-gpt2")
     if task != "all" and task not in from_tasks:
         _fail(f"unknown task {task!r}; expected one of {', '.join(from_tasks)} or all")
     chosen = list(from_tasks) if task == "all" else [task]
@@ -94,7 +94,7 @@ def reproduce(
 
     def action() -> None:
         from twopath.reports import write_report
-        from twopath.tasks import run_task
+        from twopath.seed.tasks import run_task
 
         for name in chosen:
             with _progress(quiet) as progress:
@@ -117,6 +117,7 @@ def explain(
     background: Annotated[Path | None, typer.Option(help="reference sentences for mean ablation: a text file (one per line) or a CSV/JSONL/Parquet 'text' column (default: built-in neutral sentences)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    batch_size: Annotated[int | None, typer.Option(min=1, help="most rows per forward pass (default: what fits a 2 GiB activation budget)")] = None,
     allow_new_head: Annotated[bool, typer.Option("--allow-new-head", help="explain a model whose classification head is missing from the weights (randomly initialised; the report says so)")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML file with [methods] and per-method settings")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -139,7 +140,7 @@ def explain(
         from twopath.reports import write_report
         from twopath.runtime.devices import resolve_device, resolve_dtype
         from twopath.runtime.text import HFTextClassifier, PromptedLM, check_template
-        from twopath.tasks import reproducibility, text_counterfactual
+        from twopath.seed.tasks import reproducibility, text_counterfactual
         from twopath.types import Example, Report
 
         resolve_dtype(dtype, resolve_device(device))  # device errors before anything loads
@@ -154,6 +155,7 @@ def explain(
                                                        allow_new_head=allow_new_head)
         if target is not None:
             adapter.label_index(target)
+        adapter.max_rows = batch_size
         adapter.background = reference
         example = Example("input", text, target)
         contrast = Example("contrast", corrupt, target) if corrupt else text_counterfactual(adapter)
@@ -187,10 +189,10 @@ def explain_tabular(
     say = _say(quiet)
 
     def action() -> None:
-        from twopath.runtime.tabular import TorchTabularClassifier
         from twopath.pipeline import explain as run_explain
         from twopath.reports import write_report
-        from twopath.tasks import nearest_contrast, read_table, reproducibility
+        from twopath.runtime.tabular import TorchTabularClassifier
+        from twopath.seed.tasks import nearest_contrast, read_table, reproducibility
         from twopath.types import Example, Report
 
         adapter = TorchTabularClassifier.load(model)

@@ -35,6 +35,7 @@ from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.circuits import find_circuit
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.cost import forward_seconds
+from twopath.runtime.trace import Trace
 from twopath.types import Attribution, Example, ExampleResult, Localization, TwopathError
 
 Say = Callable[[str], None]
@@ -60,8 +61,8 @@ def _quiet(_: str) -> None:
 
 
 def predict(adapter: Any, example: Example) -> tuple[int, np.ndarray]:
-    with torch.no_grad():
-        probs = torch.softmax(adapter.run(adapter.forward_inputs(example)), -1)[0].numpy()
+    """The predicted label index and the class probabilities, from the example's clean run."""
+    probs = torch.softmax(Trace.of(adapter, example).logits, -1)[0].cpu().numpy()
     return int(probs.argmax()), probs
 
 
@@ -246,13 +247,3 @@ def cost_table(attributions: Sequence[Attribution], localizations: Sequence[Loca
     rows.append({"path": "reference", "method": "F1 (one forward pass)", "n_evals": 1, "n_model_rows": 1,
                  "seconds": f1_seconds, "cost_f1": 1.0})
     return rows
-
-
-def check_methods(modality: str, attribution_methods: Sequence[str], mechanistic_methods: Sequence[str]) -> None:
-    """Fail early, before any work, on unknown or unsupported method names."""
-    for name in attribution_methods:
-        if modality not in ATTRIBUTION_METHODS.get(name).modalities:
-            raise TwopathError(f"{name} does not support {modality} models")
-    for name in mechanistic_methods:
-        if modality not in MECHANISTIC_METHODS.get(name).modalities:
-            raise TwopathError(f"{name} does not support {modality} models")

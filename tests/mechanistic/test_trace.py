@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -341,13 +343,23 @@ def _boom(*args):
     raise RuntimeError("boom")
 
 
+@contextlib.contextmanager
+def _raw_hook(module, fn):
+    """A plain torch hook (not twopath's ``hooked``, inside which a clean run is refused)."""
+    handle = module.register_forward_hook(fn)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_hooks_come_off_after_an_exception_while_recording_or_resuming(tiny_text):
     inputs = tiny_text.inputs(SEED_TEXT)
     before_logits = _logits(tiny_text, inputs)
     before_hooks = n_hooks(tiny_text.model)
     trace = Trace(tiny_text, inputs)
     last = tiny_text.layer_modules[-1]
-    with pytest.raises(RuntimeError, match="boom"), hooked(tiny_text.model, [Hook(last, _boom)]):
+    with pytest.raises(RuntimeError, match="boom"), _raw_hook(last, _boom):
         trace.prepare_resume()  # the recording hooks are on every block when the pass fails
     assert n_hooks(tiny_text.model) == before_hooks
     assert _forward_overrides(tiny_text) == []
@@ -356,7 +368,7 @@ def test_hooks_come_off_after_an_exception_while_recording_or_resuming(tiny_text
     trace.prepare_resume()
     with pytest.raises(RuntimeError, match="boom"), torch.no_grad(), hooked(tiny_text.model, [Hook(last, _boom)]):
         trace.run_from(1, 2)
-    with pytest.raises(RuntimeError, match="boom"), hooked(tiny_text.model, [Hook(last, _boom)]):
+    with pytest.raises(RuntimeError, match="boom"), _raw_hook(last, _boom):
         Trace(tiny_text, inputs).activations(list(tiny_text.sites()))
     assert n_hooks(tiny_text.model) == before_hooks
     assert _forward_overrides(tiny_text) == []
@@ -507,3 +519,14 @@ def test_an_adapter_with_a_trace_and_an_evaluator_is_freed():
     del adapter
     gc.collect()
     assert ref() is None
+
+
+def test_a_clean_run_is_never_recorded_inside_an_intervention(tiny_text):
+    inputs = tiny_text.forward_inputs(SEED_TEXT)
+    trace = Trace(tiny_text, inputs)
+    with intervene(tiny_text, [Edit(0, Component("head", 0, 0), None)]):
+        with pytest.raises(RuntimeError, match="inside an intervention"):
+            trace.logits  # noqa: B018
+        with pytest.raises(RuntimeError, match="inside an intervention"):
+            trace.prepare_resume()
+    assert torch.allclose(trace.logits, _logits(tiny_text, inputs).float())

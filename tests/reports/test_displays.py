@@ -65,7 +65,7 @@ def loan_adapter() -> Any:
 
 def explain_text(sentence: str, example_id: str = "text") -> ExampleResult:
     from twopath.pipeline import explain
-    from twopath.tasks import text_counterfactual
+    from twopath.seed.tasks import text_counterfactual
 
     adapter = text_adapter()
     with single_threaded():
@@ -76,8 +76,8 @@ def explain_text(sentence: str, example_id: str = "text") -> ExampleResult:
 def explain_loan(seed: int = 0) -> tuple[Any, ExampleResult]:
     """The seed applicant against the contrast applicant, with the loan findings added."""
     from twopath.datasets import loan
-    from twopath.findings import loan_findings
     from twopath.pipeline import explain
+    from twopath.seed.findings import loan_findings
 
     adapter = loan_adapter()
     with single_threaded():
@@ -107,7 +107,7 @@ def loan_result() -> ExampleResult:
 
 def text_report(result: ExampleResult) -> Report:
     from twopath.seed import zoo
-    from twopath.tasks import reproducibility
+    from twopath.seed.tasks import reproducibility
 
     manifest = zoo.read_manifest(zoo.tiny_sentiment_model(say=_quiet))
     model = {**text_adapter().describe(), "accuracy": manifest.get("accuracy")}
@@ -116,7 +116,7 @@ def text_report(result: ExampleResult) -> Report:
 
 def loan_report(adapter: Any, result: ExampleResult, seed: int = 0) -> Report:
     from twopath.seed import zoo
-    from twopath.tasks import reproducibility
+    from twopath.seed.tasks import reproducibility
 
     manifest = zoo.read_manifest(zoo.loan_model(say=_quiet))
     model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "auc": manifest.get("auc")}

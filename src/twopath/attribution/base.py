@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from twopath.runtime.adapter import OUTPUT_SPACES, OutputSpace
 from twopath.registry import Registry
+from twopath.runtime.adapter import OUTPUT_SPACES, OutputSpace
 from twopath.types import Attribution, Example, TwopathError
 
 ATTRIBUTION_METHODS = Registry("attribution")

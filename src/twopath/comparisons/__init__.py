@@ -7,15 +7,15 @@
 * :mod:`~twopath.comparisons.bridges` — which input units drive the top components;
 * :mod:`~twopath.comparisons.sanity` — the model-randomization sanity check;
 * :mod:`~twopath.comparisons.edit_test` — ablate what each path points to, and compare;
-* :mod:`~twopath.comparisons.aspects` and :mod:`~twopath.comparisons.claims` — the seed's
-  aspect table with evidence and its claims with verdicts.
+* :mod:`~twopath.comparisons.aspects` — the aspect table with measured evidence.
+
+The seed document's claims and their verdicts live in the seed room (:mod:`twopath.seed`).
 """
 
 from twopath.comparisons import (
     agreement,
     aspects,
     bridges,
-    claims,
     deletion,
     edit_test,
     faithfulness,
@@ -24,5 +24,5 @@ from twopath.comparisons import (
 )
 
 __all__ = [
-    "agreement", "aspects", "bridges", "claims", "deletion", "edit_test", "faithfulness", "sanity", "summary",
+    "agreement", "aspects", "bridges", "deletion", "edit_test", "faithfulness", "sanity", "summary",
 ]

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from twopath.runtime.evaluator import evaluator_for
@@ -115,9 +114,3 @@ def internal_faithfulness(adapter: Any, example: Example, localizations: Sequenc
     deletion, insertion = _curves_from(_random_orders(n, n_random, seed), f, k_max)
     rows.append(_summary("random order", "internal", deletion.mean(0), insertion.mean(0), k_max))
     return rows
-
-
-def faithfulness_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The scalar columns of the curves (the curves themselves stay in JSON and figures)."""
-    frame = pd.DataFrame(rows)
-    return frame.drop(columns=["deletion_curve", "insertion_curve"], errors="ignore")

@@ -41,7 +41,7 @@ def sentiment_lexicon(seed: int = 0, min_count: int = 20, prior: float = 1.0) ->
     n_pos = int((train["label"] == "positive").sum())
     n_neg = len(train) - n_pos
     rows = []
-    for word in set(pos) | set(neg):
+    for word in sorted(set(pos) | set(neg)):  # sorted: ties keep one order in every process
         count = pos[word] + neg[word]
         if count < min_count:
             continue

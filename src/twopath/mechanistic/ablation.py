@@ -144,8 +144,3 @@ class PositionAblation(_Ablation):
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
         return adapter.components("resid", inputs)
-
-
-def top_components(effects: np.ndarray, components: list[Component], k: int) -> list[Component]:
-    order = np.argsort(-effects, kind="stable")
-    return [components[i] for i in order[:k]]

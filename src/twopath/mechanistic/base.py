@@ -97,9 +97,10 @@ def sweep(adapter: Any, inputs: dict[str, torch.Tensor], rows: Sequence[Sequence
         trace.prepare_resume()  # the clean pass runs before any edit hook is registered
     order: list[int] = []
     outputs, probs, decisions = [], [], []
+    step = adapter.chunk(batch_size, inputs)
     for start, indices in groups:
-        for lo in range(0, len(indices), batch_size):
-            chunk = indices[lo : lo + batch_size]
+        for lo in range(0, len(indices), step):
+            chunk = indices[lo : lo + step]
             pairs = [(r, e) for r, i in enumerate(chunk) for e in rows[i]]
             with torch.no_grad(), _row_edits(adapter, pairs):
                 if trace is None:

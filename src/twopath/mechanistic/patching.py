@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, run_output, sweep
+from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, logits_output, sweep
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.interventions import Edit, capture, read, site_key
+from twopath.runtime.trace import Trace
 from twopath.types import Component, Example, TwopathError
 
 DIRECTIONS = ("denoise", "noise", "auto")
@@ -48,8 +49,8 @@ class ActivationPatching(InterventionMethod):
         if corrupted is None:
             raise TwopathError("activation patching needs a corrupted (contrast) example")
         clean_in, corrupt_in, direction = check_contrast(adapter, example, corrupted, self.direction)
-        clean, clean_p = run_output(adapter, clean_in, target, self.output)
-        corr, corr_p = run_output(adapter, corrupt_in, target, self.output)
+        clean, clean_p = logits_output(adapter, Trace.of(adapter, example).logits, target, self.output)
+        corr, corr_p = logits_output(adapter, Trace.of(adapter, corrupted).logits, target, self.output)
         if abs(clean - corr) < 1e-6:
             raise TwopathError("the clean and corrupted inputs give the same output; nothing to patch")
         source, base = (clean_in, corrupt_in) if direction == "denoise" else (corrupt_in, clean_in)

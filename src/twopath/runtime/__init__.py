@@ -10,6 +10,13 @@
 * :mod:`~twopath.runtime.devices` — ``--device`` and ``--dtype``.
 """
 
-from twopath.runtime.adapter import OUTPUT_SPACES, ModelAdapter, OutputSpace, Site, Target, target_output
+from twopath.runtime.adapter import (
+    OUTPUT_SPACES,
+    ModelAdapter,
+    OutputSpace,
+    Site,
+    Target,
+    target_output,
+)
 
 __all__ = ["OUTPUT_SPACES", "ModelAdapter", "OutputSpace", "Site", "Target", "target_output"]

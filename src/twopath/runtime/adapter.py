@@ -91,7 +91,7 @@ class ModelAdapter(ABC):
     n_layers: int
     n_heads: int
     architecture: str
-    family: str
+    family: Any  # the architecture family: a runtime.families.Family, or "mlp" for tables
     background: Any
 
     # --- identity ---------------------------------------------------------------------------
@@ -188,12 +188,34 @@ class ModelAdapter(ABC):
 
     #: rows per forward pass when a caller gives none (``None``: the whole batch at once)
     batch_size: int | None = None
+    #: a hard cap on rows per forward pass (``--batch-size``); ``None``: from ``memory_budget``
+    max_rows: int | None = None
+    #: bytes of activations one forward pass may hold (sets the automatic cap)
+    memory_budget: int = 2 * 2**30
+
+    def rows_per_pass(self, inputs: Inputs) -> int:
+        """The most rows of ``inputs`` one forward pass may take: ``max_rows`` if set, else what
+        fits ``memory_budget`` (:meth:`row_bytes` per row)."""
+        if self.max_rows is not None:
+            return max(1, int(self.max_rows))
+        return max(1, self.memory_budget // max(1, self.row_bytes(inputs)))
+
+    def row_bytes(self, inputs: Inputs) -> int:
+        """Estimated activation bytes of one row of ``inputs`` in a forward pass."""
+        return 1
+
+    def chunk(self, requested: int | None, inputs: Inputs) -> int:
+        """Rows per pass for a caller asking ``requested`` (or the default), within the cap."""
+        n = next(iter(inputs.values())).shape[0]
+        wanted = requested or self.batch_size or max(n, 1)
+        return max(1, min(wanted, self.rows_per_pass(inputs)))
 
     @torch.no_grad()
     def logits(self, inputs: Inputs, batch_size: int | None = None) -> torch.Tensor:
-        """Float32 logits of a batch, evaluated in chunks of ``batch_size`` rows."""
+        """Float32 logits of a batch, evaluated in chunks of ``batch_size`` rows (at most
+        :meth:`rows_per_pass`)."""
         n = next(iter(inputs.values())).shape[0]
-        batch_size = batch_size or self.batch_size or max(n, 1)
+        batch_size = self.chunk(batch_size, inputs)
         chunks = [self.run({k: v[i : i + batch_size] for k, v in inputs.items()})
                   for i in range(0, n, batch_size)]
         return torch.cat(chunks).float()

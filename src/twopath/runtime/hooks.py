@@ -43,12 +43,21 @@ def at(site: Any, fn: Callable[..., Any]) -> Hook:
     return Hook(site.module, fn, site.kind, site.occurrence, site.unflatten)
 
 
+_ACTIVE: dict[int, int] = {}  # id(model) -> open hooked() blocks
+
+
+def intervened(model: nn.Module) -> bool:
+    """Whether a :func:`hooked` block is open on ``model`` (a clean run must not happen there)."""
+    return _ACTIVE.get(id(model), 0) > 0
+
+
 @contextmanager
 def hooked(model: nn.Module, hooks: Sequence[Hook]) -> Iterator[None]:
     """Register ``hooks`` on ``model`` for the duration of the block; always remove them."""
     owned = {id(m) for m in model.modules()}
     handles = []
     counters: dict[int, int] = {}
+    _ACTIVE[id(model)] = _ACTIVE.get(id(model), 0) + 1
     try:
         if any(h.occurrence is not None for h in hooks):
             # a pass starts at the model or, for adapters that run the backbone and read its
@@ -72,6 +81,9 @@ def hooked(model: nn.Module, hooks: Sequence[Hook]) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+        _ACTIVE[id(model)] -= 1
+        if not _ACTIVE[id(model)]:
+            del _ACTIVE[id(model)]
 
 
 def _counted(hook: Hook, inner: Callable[..., Any], key: int, counters: dict[int, int]) -> Callable[..., Any]:

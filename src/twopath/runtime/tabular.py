@@ -368,7 +368,7 @@ class TorchTabularClassifier(ModelAdapter):
         linears = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)]
         if len(linears) < 2:
             raise TwopathError("the tabular model needs at least one hidden and one output Linear layer")
-        blocks = [("output", (linears[-1],))]
+        blocks: list[tuple[str, tuple[str, ...]]] = [("output", (linears[-1],))]
         blocks += [(f"L{i}", (linears[i],)) for i in reversed(range(len(linears) - 1))]
         return blocks
 

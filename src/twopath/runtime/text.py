@@ -100,7 +100,7 @@ class HFTextClassifier(ModelAdapter):
     def __init__(self, model: nn.Module, tokenizer: Any, name: str = "model", max_length: int | None = None,
                  family: Family | None = None):
         config: Any = model.config
-        self.family = family or family_for(getattr(config, "model_type", None))
+        self.family: Family = family or family_for(getattr(config, "model_type", None))
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -247,6 +247,17 @@ class HFTextClassifier(ModelAdapter):
 
     def position_mask(self, inputs: Inputs) -> torch.Tensor | None:
         return inputs.get("attention_mask")
+
+    def row_bytes(self, inputs: Inputs) -> int:
+        """Per row: the residual stream, the MLP and the attention scores of one block at a time
+        (about 16 hidden-widths per token plus heads x tokens per token), over every block's
+        kept outputs, in the model's precision."""
+        config: Any = self.model.config
+        tokens = int(inputs["input_ids"].shape[1])
+        hidden = int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 768)
+        element = torch.finfo(self.dtype).bits // 8
+        per_token = hidden * (16 + self.n_layers) + self.n_heads * tokens
+        return tokens * per_token * element
 
     def reading_position(self, inputs: Inputs) -> torch.Tensor:
         mask = inputs["attention_mask"]
@@ -478,8 +489,8 @@ class PromptedLM(HFTextClassifier):
     def _score(self, hidden: torch.Tensor) -> torch.Tensor:
         head: nn.Module = self.model.get_output_embeddings()  # type: ignore[operator]
         ids = torch.as_tensor(self.label_ids, device=hidden.device)
-        weight = head.weight[ids]
-        bias = head.bias[ids] if getattr(head, "bias", None) is not None else None
+        weight: torch.Tensor = head.weight[ids]  # type: ignore[index]
+        bias: torch.Tensor | None = head.bias[ids] if getattr(head, "bias", None) is not None else None  # type: ignore[index]
         logits = torch.nn.functional.linear(hidden, weight, bias)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:

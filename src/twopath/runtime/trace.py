@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from twopath.runtime.adapter import Inputs, ModelAdapter
-from twopath.runtime.hooks import Hook, at, first_tensor, hooked
+from twopath.runtime.hooks import Hook, at, first_tensor, hooked, intervened
 from twopath.types import Example
 
 _MAX_TRACES = 16
@@ -63,10 +63,11 @@ def forget(adapter: Any) -> None:
 
 
 def example_key(example: Example) -> Any:
+    """(id, content): a changed input under the same id is another example."""
     raw = example.raw
-    if isinstance(raw, dict):
-        raw = tuple(sorted((k, str(v)) for k, v in raw.items()))
-    return (example.id, raw)
+    if isinstance(raw, str):
+        return (example.id, raw)
+    return (example.id, tuple(sorted((k, str(v)) for k, v in raw.items())))
 
 
 def repeat_inputs(inputs: Inputs, n: int) -> Inputs:
@@ -102,14 +103,21 @@ class Trace:
     def logits(self) -> torch.Tensor:
         """Clean logits (1, n_labels), float32."""
         if self._logits is None:
+            self._check_clean()
             with torch.no_grad():
                 self._logits = self.adapter.run(self.inputs).float()
         return self._logits
+
+    def _check_clean(self) -> None:
+        if intervened(self.adapter.model):
+            raise RuntimeError("the clean run of a Trace was requested inside an intervention; "
+                               "compute it (trace.logits, trace.prepare_resume()) before registering hooks")
 
     def activations(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Clean activations at the named sites (``adapter.sites()``), one pass for the missing."""
         missing = [n for n in dict.fromkeys(names) if n not in self._sites]
         if missing:
+            self._check_clean()
             self._sites.update(record(self.adapter, self.inputs, missing))
         return {n: self._sites[n] for n in names}
 
@@ -121,6 +129,7 @@ class Trace:
 
     def _record_states(self) -> None:
         """One clean pass recording the input (and call arguments) of every block."""
+        self._check_clean()
         adapter = self.adapter
         blocks = adapter.layer_modules
         states: list[torch.Tensor | None] = [None] * (len(blocks) + 1)

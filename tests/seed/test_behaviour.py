@@ -9,15 +9,15 @@ import pytest
 
 from tests.mechanistic.test_clusters import planted_mlp
 from twopath.datasets import loan
-from twopath.mechanistic.behaviour import (
+from twopath.runtime.interventions import ablate
+from twopath.runtime.tabular import TorchTabularClassifier
+from twopath.seed.behaviour import (
     CURVE,
     pathway_ablation_test,
     probabilities,
     random_controls,
     score_separation,
 )
-from twopath.runtime.interventions import ablate
-from twopath.runtime.tabular import TorchTabularClassifier
 from twopath.types import Component, TwopathError
 
 APPLICANT = {"credit": 2.0, "income": 1.5, "age": 2.0, "employment": "full"}

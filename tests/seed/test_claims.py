@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twopath.comparisons import claims
+from twopath.seed import claims
 
 S, P, N = claims.SUPPORTED, claims.PARTLY, claims.NOT_SUPPORTED
 

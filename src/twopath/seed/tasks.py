@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from twopath.pipeline import Say, explain
 from twopath.types import Attribution, Example, Report, TwopathError
 
 Progress = Callable[[int, int], None]
-TASKS = ("sentiment", "loan", "hmda")
+TASKS = ("sentiment", "loan", "hmda", "sentiment-gpt2")
 
 
 def _versions() -> dict[str, str]:
@@ -73,22 +74,40 @@ def _dataset(adapter: Any, examples: list[Example], seed: int, say: Say, progres
     return dataset_summary(adapter, examples, seed=seed, progress=progress)
 
 
-def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_size: int | None = None,
-              progress: Progress | None = None) -> Report:
-    from twopath.datasets import sentiment as data
-    from twopath.seed import zoo
-    from twopath.runtime.text import HFTextClassifier
+def _sentiment_models() -> dict[str, tuple[str, Callable[..., Any], str]]:
+    from twopath.seed import decoder, zoo
 
-    path = zoo.sentiment_model(say=say)
+    return {
+        "minilm": ("sentiment", zoo.sentiment_model, "MiniLM-L6 fine-tuned on Rotten Tomatoes"),
+        "gpt2": ("sentiment-gpt2", decoder.sentiment_decoder_model,
+                 "GPT-2-style decoder (4 layers x 4 heads) trained from scratch on Rotten Tomatoes"),
+    }
+
+
+def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_size: int | None = None,
+              progress: Progress | None = None, model: str = "minilm") -> Report:
+    """The seed sentence (or ``text``) on a sentiment model: ``minilm`` (the encoder of the seed
+    example) or ``gpt2`` (the reference decoder). On the seed sentence both paths explain the
+    seed's decision, *positive*, whatever the model predicts; the report says when they differ."""
+    from twopath.datasets import sentiment as data
+    from twopath.runtime.text import HFTextClassifier
+    from twopath.seed import zoo
+
+    task, train, name = _sentiment_models()[model]
+    path = train(say=say)
     manifest = zoo.read_manifest(path)
-    adapter = HFTextClassifier.from_pretrained(path, name="MiniLM-L6 fine-tuned on Rotten Tomatoes")
+    adapter = HFTextClassifier.from_pretrained(path, name=name)
     _, test = data.split(seed=0)
     adapter.background = list(test["text"].sample(64, random_state=seed))
-    example = Example(data.SEED_EXAMPLE_ID, text or data.SEED_SENTENCE)
+    example = Example(data.SEED_EXAMPLE_ID, text or data.SEED_SENTENCE, None if text else "positive")
     result = explain(adapter, example, corrupted=text_counterfactual(adapter), seed=seed, say=say)
+    if result.prediction["label"] != result.target:
+        result.notes.append(
+            f"the model reads the sentence as {result.prediction['label']} (p = {result.prediction['probability']:.3f}); "
+            f"both paths explain the seed's decision, {result.target} (p = {result.prediction['target_probability']:.3f})")
     if result.target == "positive":
         from twopath.datasets.counterfactuals import sentiment_lexicon
-        from twopath.findings import sentiment_findings
+        from twopath.seed.findings import sentiment_findings
 
         say("measuring the seed's claims")
         texts = list(test["text"].sample(200, random_state=seed + 1))
@@ -97,8 +116,9 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
         result.tables["mechanisms"] = findings["mechanisms"]
     else:
         result.notes.append("the model does not read the sentence as positive; the seed's claims were not measured")
-    model = {**adapter.describe(), "accuracy": manifest.get("accuracy"), "trained_from": manifest.get("base")}
-    report = Report("sentiment", model, [result], reproducibility(seed, manifest))
+    described = {**adapter.describe(), "accuracy": manifest.get("accuracy"),
+                 "trained_from": manifest.get("base") or "scratch"}
+    report = Report(task, described, [result], reproducibility(seed, manifest))
     n = DATASET_SIZE["sentiment"] if dataset_size is None else dataset_size
     if n > 0:
         pool = test[~test["text"].isin(adapter.background)]
@@ -109,8 +129,8 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
 
 def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
     from twopath.datasets import loan as data
-    from twopath.seed import zoo
     from twopath.runtime.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
 
     path = zoo.loan_model(say=say)
     manifest = zoo.read_manifest(path)
@@ -123,7 +143,7 @@ def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progr
     result = explain(adapter, example, corrupted=contrast, seed=seed, say=say)
     if result.prediction["label"] != "approved":
         result.notes.append("the model does not approve the seed applicant")
-    from twopath.findings import loan_findings
+    from twopath.seed.findings import loan_findings
 
     say("measuring the seed's claims")
     findings = loan_findings(adapter, result, train.sample(500, random_state=seed + 1)[list(data.FEATURES)], seed=seed)
@@ -141,8 +161,8 @@ def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progr
 
 def hmda(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
     from twopath.datasets import loan as data
-    from twopath.seed import zoo
     from twopath.runtime.tabular import TorchTabularClassifier
+    from twopath.seed import zoo
 
     path = zoo.hmda_model(say=say)
     manifest = zoo.read_manifest(path)
@@ -205,7 +225,8 @@ def nearest_contrast(adapter: Any, frame: Any, row: int) -> int | None:
 
 def run_task(name: str, seed: int = 0, say: Say = print, dataset_size: int | None = None,
              progress: Progress | None = None) -> Report:
-    runners: dict[str, Callable[..., Report]] = {"sentiment": sentiment, "loan": loan, "hmda": hmda}
+    runners: dict[str, Callable[..., Report]] = {"sentiment": sentiment, "loan": loan, "hmda": hmda,
+                                                 "sentiment-gpt2": partial(sentiment, model="gpt2")}
     if name not in runners:
         raise TwopathError(f"unknown task {name!r}; expected one of {list(TASKS)} or all")
     return runners[name](seed=seed, say=say, dataset_size=dataset_size, progress=progress)

@@ -3,7 +3,7 @@
 The pipeline explains one example; this module runs the extra measurements the seed's story
 needs (attention enrichment of heads over held-out sentences, neuron clusters and their
 phrase sensitivity, the credit-score pathway and its ablation against random controls) and hands
-the numbers to the verdict rules in :mod:`twopath.comparisons.claims`. Every layer, head and
+the numbers to the verdict rules in :mod:`twopath.seed.claims`. Every layer, head and
 neuron named in a verdict is the one our model has; the seed's names were illustrative.
 """
 
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twopath.comparisons import claims
-from twopath.mechanistic import behaviour, clusters
+from twopath.mechanistic import clusters
 from twopath.mechanistic.heads import attention_enrichment
 from twopath.runtime.interventions import ablate, capture, intervene
+from twopath.seed import behaviour, claims
 from twopath.types import Component, ExampleResult
 
 SEED_WORD_SCORES = {"good": 0.6, "surprisingly": 0.3, "slow": -0.4}
