@@ -54,7 +54,8 @@ def text_naive(adapter: Any, example: Example, target: int) -> dict[str, tuple[n
     def f_masks(masks: np.ndarray) -> np.ndarray:
         count.rows += len(masks)
         with torch.no_grad():
-            logits = adapter.logits(adapter.masked_ids(inp, masks.astype(bool)), inp.attention_mask)
+            ids = adapter.masked_ids(inp, masks.astype(bool))
+            logits = adapter.logits({"input_ids": ids, "attention_mask": inp.attention_mask.expand(len(ids), -1)})
         return adapter.output(logits, target).numpy()
 
     masker = shap.maskers.Partition(np.zeros((1, n)), clustering=adjacent_word_tree(n))
@@ -102,7 +103,7 @@ def library_default_text_shap(adapter: Any, example: Example, target: int) -> tu
         count.rows += len(strings)
         enc = adapter.batch_encode([str(s) for s in strings])
         with torch.no_grad():
-            return adapter.output(adapter.logits(enc["input_ids"], enc["attention_mask"]), target).numpy()
+            return adapter.output(adapter.logits(enc), target).numpy()
 
     explainer = shap.Explainer(f, shap.maskers.Text(adapter.tokenizer), algorithm="partition")
     _, seconds = timed(lambda: explainer([example.raw], max_evals=500, silent=True))
@@ -133,7 +134,7 @@ def tabular_naive_kernel(adapter: Any, example: Example, target: int) -> tuple[n
         calls.rows += 1
         count.rows += len(rows)
         with torch.no_grad():
-            return adapter.output(adapter.logits(adapter.transform_coded(rows)), target).numpy()
+            return adapter.output(adapter.logits({"x": adapter.transform_coded(rows)}), target).numpy()
 
     background = adapter.encode(adapter.background)[:50]
     x = adapter.encode(example.raw)
@@ -154,9 +155,9 @@ def main() -> None:
     import shap
 
     from twopath.datasets import loan, sentiment
-    from twopath.seed import zoo
     from twopath.runtime.tabular import TorchTabularClassifier
     from twopath.runtime.text import HFTextClassifier
+    from twopath.seed import zoo
 
     torch.manual_seed(0)
     # warm shap's compiled code once so neither side pays the JIT

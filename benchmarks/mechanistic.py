@@ -5,7 +5,7 @@ For each sweep three ways of computing the same numbers:
 * **naive** — one batch-size-1 forward pass per component, each under ``intervene``;
 * **batched** — twopath's batched sweep (one batch row per component), full forward passes;
 * **prefix** — the same sweep starting each row from the clean run's cached residual stream
-  entering the first layer it edits (:mod:`twopath.models.prefix`).
+  entering the first block it edits (:class:`twopath.runtime.trace.Trace`).
 
 Costs are in F1 units: one unmodified batch-size-1 forward pass of the same model on the same
 input (:func:`twopath.runtime.cost.forward_seconds`), measured again just before every timed run
@@ -29,6 +29,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from twopath.runtime.trace import Trace  # noqa: E402
+
 from twopath.mechanistic.ablation import HeadAblation, NeuronAblation  # noqa: E402
 from twopath.mechanistic.attribution_patching import AttributionPatching  # noqa: E402
 from twopath.mechanistic.base import logits_output, run_output, sweep  # noqa: E402
@@ -44,7 +46,6 @@ from twopath.runtime.interventions import (  # noqa: E402
     site,
     site_key,
 )
-from twopath.models.prefix import PrefixCache  # noqa: E402
 from twopath.types import Component, Example  # noqa: E402
 
 COUNTERFACTUAL = "The movie was surprisingly boring, despite slow pacing."
@@ -111,7 +112,7 @@ def neuron_groups(adapter: Any, inputs: dict[str, torch.Tensor], size: int = 32)
 def group_ablation(adapter: Any, inputs: dict[str, torch.Tensor], groups: list[list[Component]], target: int,
                    how: str) -> np.ndarray:
     """Drop in the target output when each group of neurons is mean-ablated together."""
-    prefix = PrefixCache.capture(adapter, inputs) if how == "prefix" else None
+    prefix = Trace(adapter, inputs) if how == "prefix" else None
     if prefix is not None:
         clean, _ = logits_output(adapter, prefix.logits, target, "logit_diff")
     else:
@@ -234,9 +235,9 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     from twopath.datasets import loan, sentiment
-    from twopath.seed import zoo
     from twopath.runtime.tabular import TorchTabularClassifier
     from twopath.runtime.text import HFTextClassifier
+    from twopath.seed import zoo
 
     threads = os.environ.get("TWOPATH_BENCH_THREADS")
     if threads:
@@ -316,7 +317,7 @@ def main() -> None:
     mlp_rows = [[e] for e in ablate(tab, neurons, "mean")]  # the reference means, built once
 
     def mlp(how: str) -> np.ndarray:
-        prefix = PrefixCache.capture(tab, tab_inputs) if how == "prefix" else None
+        prefix = Trace(tab, tab_inputs) if how == "prefix" else None
         if prefix is not None:
             clean, _ = logits_output(tab, prefix.logits, tab_target, "logit_diff")
         else:

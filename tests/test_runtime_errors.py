@@ -111,3 +111,41 @@ def test_devices_and_dtypes_fail_in_one_line():
     with pytest.raises(TwopathError, match="unknown dtype"):
         resolve_dtype("float8", torch.device("cpu"))
     assert resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+
+
+def test_the_device_watch_catches_a_tensor_made_off_the_model_device(gpt2_dir, monkeypatch):
+    """On a CPU-only machine every tensor is on the CPU, so the contract suite's device check can
+    only be shown to work by a model that claims another device: then CPU tensors are caught."""
+    import torch
+
+    from twopath.testing import on_device
+
+    adapter = HFTextClassifier.from_pretrained(gpt2_dir)
+    with on_device(adapter):
+        adapter.logits(adapter.encode("A boring film.").inputs())
+    monkeypatch.setattr(type(adapter), "device", property(lambda self: torch.device("meta")))
+    with pytest.raises(AssertionError, match=r"tensors created on \['cpu'\]"), on_device(adapter):
+        torch.zeros(3)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--device", "cuda:7"], "no CUDA GPU|CUDA device"),
+    (["--device", "tpu"], "unknown device"),
+    (["--dtype", "float16"], "not supported on the CPU"),
+    (["--prompt", "Review:", "--labels", " a, b"], "must contain {text}"),
+    (["--prompt", "Review: {text}"], "go together"),
+])
+def test_cli_bad_model_options_fail_in_one_line_before_loading(gpt2_lm_dir, tmp_path, extra, message):
+    import re
+
+    from typer.testing import CliRunner
+
+    from twopath.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["explain", "--model", str(gpt2_lm_dir), "--text", "A boring film.",
+                                      "--out", str(out), "-q", *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error:") and re.search(message, lines[0]), result.output
+    assert not out.exists()

@@ -52,7 +52,6 @@ DEFAULT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
              "neuron_ablation": {"layers": (-1,)}},
     "tabular": {},
 }
-NEEDS_CONTRAST = ("activation_patching", "attribution_patching")
 Counterfactual = Callable[[Example, Attribution], "Example | None"]
 
 
@@ -98,7 +97,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
             notes.append("no same-length counterfactual could be built; activation patching skipped")
     localizations: list[Localization] = []
     for name in mechanistic_methods or DEFAULT_MECHANISTIC[adapter.modality]:
-        if name in NEEDS_CONTRAST and contrast is None:
+        if MECHANISTIC_METHODS.get(name).cls.needs_contrast and contrast is None:
             continue
         say(f"internal path: {name}")
         method_settings = dict(settings.get(name, {}))

@@ -53,6 +53,7 @@ class AttributionPatching(InterventionMethod):
     """Gradient estimate of activation patching for every site at once (one backward pass)."""
 
     what_it_tells_you = "first-order estimate of patching every head/neuron/position (cheap, approximate)"
+    needs_contrast = True
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto",
                  sites: tuple[str, ...] | None = None):

@@ -32,6 +32,8 @@ class InterventionMethod:
 
     name: ClassVar[str] = "base"
     what_it_tells_you: ClassVar[str] = ""
+    #: whether the method needs a contrast (corrupted) input
+    needs_contrast: ClassVar[bool] = False
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128):
         self.output = output

@@ -37,6 +37,7 @@ class ActivationPatching(InterventionMethod):
     """Patch activations between the example and a contrast input; where does the answer follow?"""
 
     what_it_tells_you = "which sites carry the clean-vs-corrupted difference (causal)"
+    needs_contrast = True
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto",
                  sites: tuple[str, ...] | None = None, prefix_cache: bool = True):
