@@ -29,8 +29,6 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from twopath.runtime.trace import Trace  # noqa: E402
-
 from twopath.mechanistic.ablation import HeadAblation, NeuronAblation  # noqa: E402
 from twopath.mechanistic.attribution_patching import AttributionPatching  # noqa: E402
 from twopath.mechanistic.base import logits_output, run_output, sweep  # noqa: E402
@@ -46,6 +44,7 @@ from twopath.runtime.interventions import (  # noqa: E402
     site,
     site_key,
 )
+from twopath.runtime.trace import Trace  # noqa: E402
 from twopath.types import Component, Example  # noqa: E402
 
 COUNTERFACTUAL = "The movie was surprisingly boring, despite slow pacing."
