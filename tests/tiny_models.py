@@ -43,7 +43,7 @@ from transformers import (
 )
 
 ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "deberta-v2")
-DECODERS = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma", "phi", "opt")
+DECODERS = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi", "phi3", "opt")
 FAMILIES: tuple[str, ...] = ENCODERS + DECODERS
 
 TEXT = "The movie was surprisingly good, despite slow pacing."
@@ -168,7 +168,10 @@ def _config_kwargs(family: str, tokenizer: Any) -> dict[str, Any]:
         "mistral": {**llama_like, "num_key_value_heads": KV_HEADS},
         "qwen2": {**llama_like, "num_key_value_heads": KV_HEADS},
         "gemma": llama_like,
+        "gemma2": llama_like,
+        "qwen3": {**llama_like, "num_key_value_heads": KV_HEADS},
         "phi": bert_like,
+        "phi3": {**llama_like, "num_key_value_heads": KV_HEADS},
         "opt": {"hidden_size": HIDDEN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
                 "ffn_dim": MLP, "max_position_embeddings": MAX_LEN, "word_embed_proj_dim": HIDDEN,
                 "init_std": INIT},

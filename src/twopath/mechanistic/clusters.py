@@ -159,10 +159,15 @@ def dead_neurons(acts: np.ndarray) -> np.ndarray:
     return (acts.max(0) <= EPS) | (acts.std(0) <= EPS)
 
 
-def _n_distinct(profiles: np.ndarray, tol: float = 1e-3) -> int:
-    """How many profiles differ (RMS distance above ``tol``): k-means gets no more clusters."""
+def _n_distinct(profiles: np.ndarray, tol: float = 1e-3, limit: int | None = None) -> int:
+    """How many profiles differ (RMS distance above ``tol``): k-means gets no more clusters.
+
+    Counting stops at ``limit`` (the clusters asked for): more distinct profiles change nothing.
+    """
     kept: list[np.ndarray] = []
     for profile in profiles:
+        if limit is not None and len(kept) >= limit:
+            break
         if all(np.sqrt(np.mean((profile - other) ** 2)) > tol for other in kept):
             kept.append(profile)
     return len(kept)
@@ -180,7 +185,7 @@ def cluster_labels(acts: np.ndarray, n_clusters: int = 4, seed: int = 0) -> np.n
     if alive.size == 0:
         return labels
     profiles = StandardScaler().fit_transform(acts[:, alive]).T
-    k = min(n_clusters, _n_distinct(profiles))
+    k = min(n_clusters, _n_distinct(profiles, limit=n_clusters))
     found = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(profiles).labels_
     order: dict[int, int] = {}
     for label in found:

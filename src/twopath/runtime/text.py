@@ -458,7 +458,6 @@ class PromptedLM(HFTextClassifier):
                  name: str = "model", max_length: int | None = None):
         self.template = check_template(template)
         self.label_words = tuple(label_words)
-        self._tokenizer_for_labels = tokenizer
         super().__init__(model, tokenizer, name=name, max_length=max_length)
         if not self.family.decoder:
             raise TwopathError(f"a prompted decision needs a decoder (causal LM); {self.architecture} is an encoder")
