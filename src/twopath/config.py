@@ -3,6 +3,7 @@
 A configuration chooses the methods of both paths and their settings, e.g.::
 
     output = "logit_diff"            # or "probability"
+    checks = true                    # a TOML boolean
 
     [methods]
     attribution = ["shap", "lime", "integrated_gradients"]
@@ -14,61 +15,28 @@ A configuration chooses the methods of both paths and their settings, e.g.::
     [settings.head_ablation]
     mode = "resample"
 
-Unknown keys, methods or settings are rejected with a one-line error naming them.
+Everything is checked when the file is read, against the typed schema of every method's
+settings in :mod:`twopath.validation` (types, ranges, choices, the methods a kind of model
+supports): an unknown key, method or setting, or a value of the wrong type or out of range, is a
+one-line error naming it, before any model loads.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
-import tomllib
+from twopath.validation import check_config, check_settings
 
-from twopath.types import TwopathError
-
-_TOP = {"output", "methods", "settings", "checks"}
+__all__ = ["check_config", "check_settings", "load_config"]
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Keyword arguments for :func:`twopath.pipeline.explain` from a TOML file."""
-    from twopath.attribution import ATTRIBUTION_METHODS
-    from twopath.mechanistic import MECHANISTIC_METHODS
+def load_config(path: str | Path, modality: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for :func:`twopath.pipeline.explain` from a TOML file.
 
-    path = Path(path)
-    if not path.is_file():
-        raise TwopathError(f"config file does not exist: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise TwopathError(f"{path}: not valid TOML ({err})") from None
-    unknown = set(data) - _TOP
-    if unknown:
-        raise TwopathError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of {sorted(_TOP)}")
-    options: dict[str, Any] = {}
-    if "output" in data:
-        options["output"] = data["output"]
-    methods = data.get("methods", {})
-    for key, registry, option in (("attribution", ATTRIBUTION_METHODS, "attribution_methods"),
-                                  ("mechanistic", MECHANISTIC_METHODS, "mechanistic_methods")):
-        if key in methods:
-            for name in methods[key]:
-                registry.get(name)  # raises on an unknown method
-            options[option] = list(methods[key])
-    settings = data.get("settings", {})
-    for name, values in settings.items():
-        registry = ATTRIBUTION_METHODS if name in ATTRIBUTION_METHODS else MECHANISTIC_METHODS
-        cls = registry.get(name).cls
-        allowed = set(inspect.signature(cls).parameters) - {"seed", "output"}
-        shared = {"seed", "output"} & set(values)
-        if shared:
-            raise TwopathError(f"{path}: [settings.{name}] cannot set {sorted(shared)}: output is set at the top level "
-                               "and the seed with --seed, the same for every method")
-        bad = set(values) - allowed
-        if bad:
-            raise TwopathError(f"{path}: {name} has no setting(s) {sorted(bad)}; it takes {sorted(allowed)}")
-    if settings:
-        options["settings"] = {k: {s: tuple(v) if isinstance(v, list) else v for s, v in vals.items()} for k, vals in settings.items()}
-    if "checks" in data:
-        options["with_checks"] = bool(data["checks"])
-    return options
+    ``modality`` ("text" or "tabular") also refuses methods that do not support that kind of
+    model; without it only what holds for every model is checked.
+    """
+    from twopath import validation
+
+    return validation.load_config(path, modality)

@@ -8,12 +8,12 @@ model names) is HTML-escaped — by Jinja2's autoescaping in the template and by
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import pandas as pd
 
 from twopath import __version__
+from twopath.reports.escape import md_text
 from twopath.reports.tables import dataset_tables, example_tables
 from twopath.types import ExampleResult, Report
 
@@ -107,32 +107,40 @@ def html_report(report: Report) -> str:
 
 def _md_cell(v: Any) -> str:
     text = f"{v:.3f}" if isinstance(v, float) else ", ".join(map(str, v)) if isinstance(v, list) else str(v)
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    return md_text(text)
 
 
 def md_table(frame: pd.DataFrame) -> str:
-    columns = [str(c) for c in frame.columns]
+    columns = [md_text(c) for c in frame.columns]  # column names are user words and features too
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
 def markdown_report(report: Report) -> str:
+    """report.md: every string that comes from the user, the model or the data goes through
+    :func:`~twopath.reports.escape.md_text`; numbers are formatted by us."""
     m = report.model
     accuracy = m.get("accuracy")
-    out = [f"# twopath: {report.task}", "",
-           f"Model **{m.get('name')}** ({m.get('architecture')}, {m.get('n_layers')} layers)"
+    out = [f"# twopath: {md_text(report.task)}", "",
+           f"Model **{md_text(m.get('name'))}** ({md_text(m.get('architecture'))}, {md_text(m.get('n_layers'))} layers)"
            + (f", held-out accuracy **{accuracy:.3f}**" if accuracy is not None else "")
            + ". Every number below was measured in this run.", ""]
     for ex in report.examples:
-        out += [f"## Example `{ex.example.id}`", "", f"- Input: {html.escape(input_text(ex.example.raw), quote=False)}",
-                f"- Prediction: **{ex.prediction['label']}** (p = {ex.prediction['probability']:.3f}); target {ex.target}"]
+        out += [f"## Example `{_md_code(ex.example.id)}`", "", f"- Input: {md_text(input_text(ex.example.raw))}",
+                f"- Prediction: **{md_text(ex.prediction['label'])}** (p = {ex.prediction['probability']:.3f}); "
+                f"target {md_text(ex.target)}"]
         if ex.corrupted is not None:
-            out.append(f"- Contrast input (patching): {html.escape(input_text(ex.corrupted.raw), quote=False)}")
-        out += [f"- Note: {n}" for n in ex.notes] + [""]
+            out.append(f"- Contrast input (patching): {md_text(input_text(ex.corrupted.raw))}")
+        out += [f"- Note: {md_text(n)}" for n in ex.notes] + [""]
         for title, about, frame in example_tables(ex).values():
-            out += [f"### {title}", "", about, "", md_table(frame), ""]
+            out += [f"### {md_text(title)}", "", md_text(about), "", md_table(frame), ""]
     for title, about, frame in dataset_tables(report.dataset).values():
-        out += [f"## {title}", "", about, "", md_table(frame), ""]
-    out += ["## Reproducibility", ""] + [f"- {k}: {v}" for k, v in report.reproducibility.items()]
+        out += [f"## {md_text(title)}", "", md_text(about), "", md_table(frame), ""]
+    out += ["## Reproducibility", ""] + [f"- {md_text(k)}: {md_text(v)}" for k, v in report.reproducibility.items()]
     return "\n".join(out) + "\n"
+
+
+def _md_code(value: Any) -> str:
+    """Text for inside single backticks: backticks and newlines cannot close or break the span."""
+    return str(value).replace("`", "'").replace("\n", " ").replace("\r", " ")

@@ -83,7 +83,7 @@ def _mechanisms(result: ExampleResult) -> dict[str, Table]:
     out: dict[str, Table] = {}
     if "head_enrichment" in mech:
         out["head_enrichment"] = ("Heads: attention to sentiment words",
-                                  f"Attention share from the classifier token to positive / negative lexicon words, over "
+                                  f"Attention share from the reading token (an encoder's first token, a decoder's last) to positive / negative lexicon words, over "
                                   f"held-out sentences ({mech.get('enrichment_sentences')}), as a multiple of the uniform share.",
                                   pd.DataFrame(mech["head_enrichment"]))
     if "late_clusters" in mech:

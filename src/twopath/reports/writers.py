@@ -1,10 +1,17 @@
 """Report writers: report.json (the stable contract), report.md and a self-contained report.html.
 
-All three are rendered from the same :class:`~twopath.types.Report`. Files are written into a
-temporary folder inside the destination and moved into place only when every report has
-rendered,
-so a failure never leaves a half-written report. Wall-clock timings are kept out of report.json
-so the same seed gives byte-identical JSON; they appear in the HTML cost table.
+All three are rendered from the same :class:`~twopath.types.Report`. The output folder is
+replaced **as a whole**: every file is rendered in memory, written into a sibling staging folder
+(``.NAME.twopath-new-*`` next to ``NAME``), and only when that folder is complete are the two
+swapped by renames; the previous report is kept until then, and restored if the swap fails. So
+a failure or an interrupt at any point leaves either the previous report or the new one, never a
+mixture, and never a report file beside files of an older run. A folder that holds anything
+other than a twopath report is refused, never deleted (:func:`twopath.validation.check_out`).
+
+CSV file names are built from example ids made file-name safe
+(:func:`~twopath.reports.escape.safe_name`), and text cells are guarded against spreadsheet
+formula injection (:func:`~twopath.reports.escape.csv_cell`). Wall-clock timings are kept out of
+report.json so the same seed gives byte-identical JSON; they appear in the HTML cost table.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,28 +94,46 @@ def render_html(report: Report) -> str:
     return html_report(report)
 
 
+def _guarded(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every text cell and column name safe from spreadsheet formula evaluation."""
+    from twopath.reports.escape import csv_cell
+
+    out = frame.copy()
+    out.columns = [csv_cell(str(c)) for c in out.columns]
+    for i in range(out.shape[1]):
+        column = out.iloc[:, i]
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            out[out.columns[i]] = column.map(csv_cell)
+    return out
+
+
 def render_csv(report: Report) -> dict[str, str]:
-    """One CSV text per table: ``<example id>__<table>.csv``."""
+    """One CSV text per table: ``<example id>__<table>.csv`` (the id made file-name safe)."""
+    from twopath.reports.escape import safe_name
     from twopath.reports.tables import dataset_tables, example_tables
 
     files = {}
     for ex in report.examples:
+        prefix = safe_name(ex.example.id)
         for name, (_, _, frame) in example_tables(ex).items():
-            files[f"{ex.example.id}__{name}.csv"] = frame.to_csv(index=False)
+            files[f"{prefix}__{name}.csv"] = _guarded(frame).to_csv(index=False)
     for name, (_, _, frame) in dataset_tables(report.dataset).items():
-        files[f"{name}.csv"] = frame.to_csv(index=False)
+        files[f"{name}.csv"] = _guarded(frame).to_csv(index=False)
     return files
 
 
 def write_report(report: Report, out_dir: str | Path, formats: Sequence[str] = DEFAULT_FORMATS) -> dict[str, Path]:
-    """Write ``report.<fmt>`` for each format into ``out_dir`` atomically; return the paths.
+    """Write ``report.<fmt>`` for each format into ``out_dir``, replacing the folder as a whole;
+    return the paths.
 
-    ``csv`` writes one file per table into ``out_dir/tables/``.
+    ``csv`` writes one file per table into ``out_dir/tables/``. ``out_dir`` must be new, empty or
+    a previous report's folder; anything else is refused before a file is written.
     """
+    from twopath.types import TwopathError
+    from twopath.validation import check_out
+
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        from twopath.types import TwopathError
-
         raise TwopathError(f"unknown report format(s) {unknown}; expected some of {list(FORMATS)}")
     renderers = {"json": render_json, "md": render_markdown, "html": render_html}
     files: dict[str, str] = {}  # everything is rendered before the disk is touched
@@ -117,18 +143,32 @@ def write_report(report: Report, out_dir: str | Path, formats: Sequence[str] = D
         else:
             files[f"report.{fmt}"] = renderers[fmt](report)
     out = Path(out_dir)
+    check_out(out, "output folder")
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".twopath-", dir=out))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.twopath-new-", dir=out.parent))
     try:
         for name, text in files.items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).write_text(text, encoding="utf-8")
-        for name in files:
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / name, out / name)
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        _swap(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     paths = {fmt: out / f"report.{fmt}" for fmt in formats if fmt != "csv"}
     if "csv" in formats:
         paths["csv"] = out / "tables"
     return paths
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` in the place of ``out``: ``out`` is moved aside, ``new``
+    renamed into place, then the old folder deleted; if the second rename fails (or is
+    interrupted), the old folder is renamed back."""
+    old = out.parent / f".{out.name}.twopath-old-{uuid.uuid4().hex[:12]}"
+    os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -65,7 +65,7 @@ def head_tracks_words(enrichment: Sequence[Mapping[str, Any]], ablation: Mapping
                 f"(negative words {best['neg_enrichment']:.2f}x); named head {head['component']} ablation effect "
                 f"{ablation.get(head['component'], float('nan')):+.3f}; top heads by ablation: {', '.join(ranked)}")
     return Claim("one attention head tracks positive sentiment words", measured,
-                 f"supported if a head's attention from the classifier token to positive-lexicon words is >= {min_enrichment}x "
+                 f"supported if a head's attention from the reading token (an encoder's first token, a decoder's last) to positive-lexicon words is >= {min_enrichment}x "
                  f"chance and >= {specificity}x its enrichment for negative words, and it is among the top {top_k} heads by "
                  "ablation effect; partly if such a head exists but is not causally important", verdict)
 
