@@ -95,6 +95,9 @@ class Family:
     shared_blocks: bool = False
     #: OPT: the MLP sees (batch * positions, width)
     flat_mlp: bool = False
+    #: a pre-norm residual stream whose blocks add linear head outputs and the final norm is a
+    #: LayerNorm / RMSNorm: direct logit attribution is exact (with the norm's scale frozen)
+    linear_residual: bool = False
 
     @property
     def decoder(self) -> bool:
@@ -129,7 +132,7 @@ def _albert_blocks(base: Any) -> list[nn.Module]:
 
 _BERT_LIKE = {"attn_out": "attention.output.dense", "mlp_out": "output.dense", "reads": "first"}
 _LLAMA_LIKE = {"blocks": "layers", "attn_out": "self_attn.o_proj", "mlp_out": "mlp.down_proj",
-               "reads": "last", "final_norm": "norm"}
+               "reads": "last", "final_norm": "norm", "linear_residual": True}
 
 FAMILIES: tuple[Family, ...] = (
     Family("bert", ("bert", "megatron-bert"), "encoder.layer", head=_pooled_head, **_BERT_LIKE),  # type: ignore[arg-type]
@@ -141,14 +144,17 @@ FAMILIES: tuple[Family, ...] = (
            head=_distilbert_head),
     Family("albert", ("albert",), "encoder.albert_layer_groups", "attention.dense", "ffn_output", "first",
            head=_albert_head, shared_blocks=True),
-    Family("gpt2", ("gpt2",), "h", "attn.c_proj", "mlp.c_proj", "last", final_norm="ln_f"),
+    Family("gpt2", ("gpt2",), "h", "attn.c_proj", "mlp.c_proj", "last", final_norm="ln_f", linear_residual=True),
     Family("gpt-neox", ("gpt_neox",), "layers", "attention.dense", "mlp.dense_4h_to_h", "last",
-           final_norm="final_layer_norm"),
-    Family("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"), **_LLAMA_LIKE),  # type: ignore[arg-type]
-    Family("phi", ("phi",), "layers", "self_attn.dense", "mlp.fc2", "last", final_norm="final_layernorm"),
+           final_norm="final_layer_norm", linear_residual=True),
+    Family("llama", ("llama", "mistral", "qwen2", "qwen3", "gemma"), **_LLAMA_LIKE),  # type: ignore[arg-type]
+    # Gemma 2 normalises each sublayer's output before adding it and soft-caps the logits
+    Family("gemma2", ("gemma2",), **{**_LLAMA_LIKE, "linear_residual": False}),  # type: ignore[arg-type]
+    Family("phi", ("phi",), "layers", "self_attn.dense", "mlp.fc2", "last", final_norm="final_layernorm",
+           linear_residual=True),
     Family("phi3", ("phi3",), **_LLAMA_LIKE),  # type: ignore[arg-type]
     Family("opt", ("opt",), "decoder.layers", "self_attn.out_proj", "fc2", "last",
-           final_norm="decoder.final_layer_norm", flat_mlp=True),
+           final_norm="decoder.final_layer_norm", flat_mlp=True, linear_residual=True),
 )
 
 

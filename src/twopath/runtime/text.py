@@ -163,6 +163,9 @@ class HFTextClassifier(ModelAdapter):
         full, offset = self.full_text(text)
         enc = self.tokenizer(full, return_offsets_mapping=True, return_tensors="pt", truncation=True,
                              max_length=self.max_length)
+        encodings = getattr(enc, "encodings", None)
+        if encodings and encodings[0].overflowing:  # truncation cut tokens off: never explain a cut text
+            raise TwopathError(f"the text is longer than the model's {self.max_length} tokens; shorten it")
         offsets = enc.pop("offset_mapping")[0].tolist()
         # tokens added by the tokenizer ([CLS], <s>) and a prompt's template cover no word; a mask
         # token written in the text ("[MASK]") does, and belongs to its word
@@ -352,6 +355,7 @@ class HFTextClassifier(ModelAdapter):
             mlp = self.family.child(block, self.family.mlp_out)
             flat = block if self.family.flat_mlp else None
             sites[f"blocks.{layer}.mlp.hook_post"] = Site(mlp, "pre", occurrence, flat)
+            sites[f"blocks.{layer}.hook_resid_pre"] = Site(block, "pre", occurrence)
             sites[f"blocks.{layer}.hook_resid_post"] = Site(block, "forward", occurrence)
         return sites
 
@@ -434,15 +438,70 @@ class HFTextClassifier(ModelAdapter):
             else:
                 out = self.layer_modules[layer](**{**kwargs, "hidden_states": hidden})
             hidden = first_tensor(out)
+        return self.decode_hidden(hidden, {"attention_mask": inputs["attention_mask"].expand(n, -1)})
+
+    # --- reading the residual stream: logit lens, direct logit attribution ------------------
+
+    def decode_hidden(self, hidden: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        """Logits read from a residual stream (n, T, d) the way the model reads its last one:
+        the encoder's head, or the decoder's final norm and head at the reading position."""
         if not self.family.decoder:
-            assert self.family.head is not None
+            if self.family.head is None:
+                raise TwopathError(f"{self.family.name}: no classifier head is described for reading a residual stream")
             return self.family.head(self.model, hidden)
+        for module in self._final_modules():
+            hidden = module(hidden)
+        return self._read(hidden, inputs)
+
+    def _final_modules(self) -> list[nn.Module]:
         base = self.model.base_model
-        for path in (self.family.final_norm, "decoder.project_out"):
-            module = _get(base, path) if path else None
-            if module is not None:
-                hidden = module(hidden)
-        return self._read(hidden, {"attention_mask": inputs["attention_mask"].expand(n, -1)})
+        found = [_get(base, path) for path in (self.family.final_norm, "decoder.project_out") if path]
+        return [m for m in found if isinstance(m, nn.Module)]
+
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight (n_labels, d), bias) of the decoder's linear read-out of its final hidden state."""
+        score: Any = self.model.score
+        return score.weight, getattr(score, "bias", None)
+
+    def frozen_readout(self, final: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The decoder's read-out with its final norm's scale frozen at ``final`` (d,), the clean
+        residual stream at the reading position: ``(linear, constant)`` where ``linear(parts)``
+        maps parts of the stream (k, d) to their logits (k, n_labels) and ``constant`` is what
+        the norm's shift and the head's bias add. The parts' logits plus the constant are the
+        model's logits whenever the parts sum to ``final`` (LayerNorm and RMSNorm are linear once
+        their scale is fixed)."""
+        if not (self.family.decoder and self.family.linear_residual):
+            raise TwopathError(f"direct logit attribution needs a pre-norm decoder with a linear read-out; "
+                               f"{self.family.name} ({self.architecture}) is not one")
+        modules = self._final_modules()
+        norm: Any = modules[0]
+        centred = isinstance(norm, nn.LayerNorm)
+        eps = float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-6)
+        x = final.detach().float()
+        scale = torch.sqrt((x - x.mean()).pow(2).mean() + eps) if centred else torch.sqrt(x.pow(2).mean() + eps)
+        gain = norm.weight.detach().float() if getattr(norm, "weight", None) is not None else torch.ones_like(x)
+        if type(norm).__name__.startswith("Gemma"):
+            gain = 1.0 + gain  # Gemma's RMSNorm multiplies by (1 + weight)
+        shift = getattr(norm, "bias", None)
+        shift = None if shift is None else shift.detach()
+        weight, bias = self.head_weights()
+        weight = weight.detach().float()
+        bias = None if bias is None else bias.detach()
+        for extra in modules[1:]:  # OPT's project_out: linear, no bias
+            weight = weight @ extra.weight.detach().float()  # type: ignore[operator]
+
+        def linear(parts: torch.Tensor) -> torch.Tensor:
+            parts = parts.float()
+            if centred:
+                parts = parts - parts.mean(-1, keepdim=True)
+            return (parts / scale * gain) @ weight.T
+
+        constant = torch.zeros(weight.shape[0], device=weight.device)
+        if shift is not None:
+            constant = constant + shift.float() @ weight.T
+        if bias is not None:
+            constant = constant + bias.float()
+        return linear, constant
 
 
 class PromptedLM(HFTextClassifier):
@@ -485,11 +544,21 @@ class PromptedLM(HFTextClassifier):
         start = self.template.index("{text}")
         return self.template[:start] + text + self.template[start + len("{text}") :], start
 
-    def _score(self, hidden: torch.Tensor) -> torch.Tensor:
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The label words' rows of the output embedding (and of its bias, if any)."""
         head: nn.Module = self.model.get_output_embeddings()  # type: ignore[operator]
-        ids = torch.as_tensor(self.label_ids, device=hidden.device)
+        ids = torch.as_tensor(self.label_ids, device=self.device)
         weight: torch.Tensor = head.weight[ids]  # type: ignore[index]
         bias: torch.Tensor | None = head.bias[ids] if getattr(head, "bias", None) is not None else None  # type: ignore[index]
+        return weight, bias
+
+    def frozen_readout(self, final: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        if getattr(self.model.config, "final_logit_softcapping", None):
+            raise TwopathError(f"direct logit attribution: {self.architecture} soft-caps its logits (not linear)")
+        return super().frozen_readout(final)
+
+    def _score(self, hidden: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.head_weights()
         logits = torch.nn.functional.linear(hidden, weight, bias)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:

@@ -1,0 +1,209 @@
+"""Reading the residual stream: logit lens, direct logit attribution, direct effects.
+
+People who study language models read a decision with three tools before they ablate anything:
+
+* **Logit lens** (nostalgebraist, 2020) — at which layer the decision appears. The residual
+  stream after each block, at the reading position, goes through the model's own final norm and
+  head (the ``score`` head, the label words' rows of the output embedding for a prompted causal
+  LM, or an encoder's classifier head), giving the explained output *as if* the model stopped
+  there. The last layer's value is the model's own output.
+* **Direct logit attribution** (DLA; Elhage et al., 2021) — the final residual stream at the
+  reading position is a sum: the embeddings, each attention head's output through the output
+  projection, each block's MLP (with the attention output bias), then the final norm and the
+  head. With the norm's scale frozen at the clean run (the TransformerLens convention) the
+  read-out is linear, so every part gets its share of the logit difference (target minus the
+  strongest other label) and the shares plus the norm's shift and the head's bias add up to it
+  exactly. Only pre-norm decoders have such a sum; encoders (post-norm) and Gemma 2 (normed
+  sublayer outputs, soft-capped logits) are refused with one line.
+* **Direct effect** — activation patching to the logits only: replace one component's output
+  by its value on the contrast input while every later component keeps its value (path
+  patching), so the final residual stream changes by exactly that component's difference. The
+  total effect is what :mod:`~twopath.mechanistic.patching` measures; a component whose direct
+  effect is close to its total acts by itself, one with a total but no direct effect acts
+  through later components.
+
+All three read the example's :class:`~twopath.runtime.trace.Trace` (one clean forward pass with
+the residual stream, the head outputs and the block inputs recorded): the lens and DLA cost no
+further forward passes, the direct effect one batched read-out for every component.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, logits_output
+from twopath.mechanistic.patching import DIRECTIONS
+from twopath.runtime.adapter import OutputSpace, to_numpy
+from twopath.runtime.trace import Trace
+from twopath.types import Component, Example, TwopathError
+
+
+def _resid_names(adapter: Any) -> list[str]:
+    return [f"blocks.{layer}.hook_resid_post" for layer in range(adapter.n_layers)]
+
+
+@MECHANISTIC_METHODS.register("logit_lens", modalities=("text",))
+class LogitLens(InterventionMethod):
+    """The decision read from the residual stream after every layer, through the model's own head."""
+
+    what_it_tells_you = "at which layer the decision appears (the output read after each layer)"
+
+    def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
+        trace = Trace.of(adapter, example)
+        names = _resid_names(adapter)
+        acts = trace.activations([*names, "blocks.0.hook_resid_pre"])
+        stack = torch.cat([acts[name] for name in names] + [acts["blocks.0.hook_resid_pre"]])
+        mask = trace.inputs["attention_mask"].expand(stack.shape[0], -1)
+        with torch.no_grad():
+            logits = adapter.decode_hidden(stack, {"attention_mask": mask}).float()
+        values = to_numpy(adapter.output(logits, target, self.output))
+        probs = to_numpy(torch.softmax(logits, -1)[:, target])
+        clean, clean_p = logits_output(adapter, trace.logits, target, self.output)
+        n = adapter.n_layers
+        return {
+            "metric": self.output,
+            "components": [Component("layer", layer) for layer in range(n)],
+            "effects": values[:n],
+            "clean": clean,
+            "meta": {"embeddings": float(values[n]), "probability": [float(p) for p in probs[:n]],
+                     "clean_probability": clean_p, "decisions": [adapter.labels[int(i)] for i in logits[:n].argmax(-1)],
+                     "last_layer_gap": float(abs(values[n - 1] - clean)), "n_forward_rows": 1},
+        }
+
+
+def residual_parts(adapter: Any, trace: Trace) -> tuple[list[Component], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The final residual stream at the reading position as a sum of parts.
+
+    Returns ``(components, parts (k, d), embeddings (d,), final (d,))`` with the heads of every
+    layer (``L{l}H{h}``: the head's output through the attention output projection, without its
+    bias) and ``L{l}.mlp`` (the rest of block ``l``'s addition to the stream: its MLP and the
+    attention output bias); ``embeddings + parts.sum(0) == final``.
+    """
+    n_layers, n_heads = adapter.n_layers, adapter.n_heads
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
+    acts = trace.activations([*_resid_names(adapter), "blocks.0.hook_resid_pre", *names])
+    position = int(adapter.reading_position(trace.inputs)[0])
+    before = acts["blocks.0.hook_resid_pre"][0, position]
+    embeddings = before
+    components: list[Component] = []
+    parts: list[torch.Tensor] = []
+    width = adapter.head_dim()
+    with torch.no_grad():
+        for layer in range(n_layers):
+            z = acts[names[layer]][0, position]
+            masked = torch.zeros(n_heads, z.shape[-1], dtype=z.dtype, device=z.device)
+            for head in range(n_heads):
+                masked[head, head * width : (head + 1) * width] = z[head * width : (head + 1) * width]
+            projection = adapter.site(Component("head", layer, 0)).module
+            heads = projection(masked) - projection(torch.zeros_like(masked[:1]))
+            after = acts[f"blocks.{layer}.hook_resid_post"][0, position]
+            components += [Component("head", layer, h) for h in range(n_heads)] + [Component("mlp", layer)]
+            parts += [heads, (after - before - heads.sum(0))[None]]
+            before = after
+    return components, torch.cat(parts), embeddings, before
+
+
+def _direction(logits: torch.Tensor, target: int) -> int:
+    """The strongest label other than the target at the clean run (the logit difference's other side)."""
+    others = logits[0].clone()
+    others[target] = -torch.inf
+    return int(others.argmax())
+
+
+@MECHANISTIC_METHODS.register("direct_logit_attribution", modalities=("text",))
+class DirectLogitAttribution(InterventionMethod):
+    """Each head's and MLP's direct share of the logit difference (final norm's scale frozen)."""
+
+    what_it_tells_you = "how much each head and MLP writes the decision directly into the output"
+
+    def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
+        trace = Trace.of(adapter, example)
+        components, parts, embeddings, final = residual_parts(adapter, trace)
+        linear, constant = adapter.frozen_readout(final)
+        other = _direction(trace.logits, target)
+        with torch.no_grad():
+            shares = linear(torch.cat([parts, embeddings[None]]))
+        share = to_numpy(shares[:, target] - shares[:, other])
+        offset = float(constant[target] - constant[other])
+        logit_diff = float(trace.logits[0, target] - trace.logits[0, other])
+        total = float(share.sum() + offset)
+        return {
+            "metric": "logit_diff_contribution",
+            "components": components,
+            "effects": share[:-1],
+            "clean": logit_diff,
+            "meta": {"other_label": adapter.labels[other], "embeddings": float(share[-1]), "constant": offset,
+                     "sum_of_parts": total, "gap": abs(total - logit_diff), "n_forward_rows": 1,
+                     "note": "the final norm's scale is frozen at the clean run; parts + constant = logit difference"},
+        }
+
+
+@MECHANISTIC_METHODS.register("direct_effect", modalities=("text",))
+class DirectEffect(InterventionMethod):
+    """Patch one head or MLP from the contrast with every later component frozen: its direct effect."""
+
+    what_it_tells_you = "the effect each head and MLP has on the output directly, not through later components"
+    needs_contrast = True
+
+    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto",
+                 frozen_norm: bool = False):
+        super().__init__(output, batch_size)
+        self.direction = direction
+        self.frozen_norm = frozen_norm
+
+    def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
+        from twopath.mechanistic.patching import check_contrast
+
+        if corrupted is None:
+            raise TwopathError("the direct effect needs a corrupted (contrast) example")
+        if self.direction not in DIRECTIONS:
+            raise TwopathError(f"unknown patching direction {self.direction!r}; expected one of {list(DIRECTIONS)}")
+        _, _, direction = check_contrast(adapter, example, corrupted, self.direction)
+        clean_trace, corrupt_trace = Trace.of(adapter, example), Trace.of(adapter, corrupted)
+        clean, clean_p = logits_output(adapter, clean_trace.logits, target, self.output)
+        corr, corr_p = logits_output(adapter, corrupt_trace.logits, target, self.output)
+        if abs(clean - corr) < 1e-6:
+            raise TwopathError("the clean and corrupted inputs give the same output; nothing to patch")
+        source, base = (clean_trace, corrupt_trace) if direction == "denoise" else (corrupt_trace, clean_trace)
+        components, source_parts, _, _ = residual_parts(adapter, source)
+        _, base_parts, _, base_final = residual_parts(adapter, base)
+        rows = base_final[None] + (source_parts - base_parts)
+        with torch.no_grad():
+            if self.frozen_norm:
+                linear, constant = adapter.frozen_readout(base_final)
+                logits = linear(rows) + constant
+            else:
+                ones = torch.ones(len(rows), 1, dtype=torch.long, device=rows.device)
+                logits = adapter.decode_hidden(rows[:, None, :], {"attention_mask": ones}).float()
+        outputs = to_numpy(adapter.output(logits, target, self.output))
+        normalized = (outputs - corr) / (clean - corr)
+        return {
+            "metric": "normalized_logit_diff" if self.output == "logit_diff" else "normalized_probability",
+            "components": components, "effects": normalized, "clean": clean, "corrupted": corr,
+            "meta": {"direction": direction, "clean_probability": clean_p, "corrupted_probability": corr_p,
+                     "raw": [float(v) for v in outputs], "frozen_norm": self.frozen_norm, "n_forward_rows": 2,
+                     "corrupted_input": corrupted.raw if isinstance(corrupted.raw, str) else dict(corrupted.raw)},
+        }
+
+
+def verdicts(direct: Any, total: Any, k: int = 5, floor: float = 0.05) -> list[dict[str, Any]]:
+    """Per top component by total effect: acts directly (direct >= half the total), acts through
+    later components, or has no effect (|total| below ``floor``), with the numbers."""
+    total_by = dict(zip(total.labels, np.asarray(total.oriented, dtype=float).tolist(), strict=True))
+    direct_by = dict(zip(direct.labels, np.asarray(direct.oriented, dtype=float).tolist(), strict=True))
+    shared = [c for c in total_by if c in direct_by]
+    shared.sort(key=lambda c: -abs(total_by[c]))
+    rows = []
+    for label in shared[:k]:
+        t, d = total_by[label], direct_by[label]
+        if abs(t) < floor:
+            verdict = "no effect"
+        elif abs(d) >= 0.5 * abs(t) and np.sign(d) == np.sign(t):
+            verdict = "acts directly"
+        else:
+            verdict = "acts through later components"
+        rows.append({"component": label, "total": t, "direct": d, "verdict": verdict})
+    return rows

@@ -1,0 +1,165 @@
+"""Logit lens, direct logit attribution and direct effects on tiny random decoders of every
+family with a linear residual stream (and the refusals for those without one)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import single_threaded
+from tests.tiny_models import DECODERS, TEXT, build_tiny
+from twopath.mechanistic import MECHANISTIC_METHODS
+from twopath.mechanistic.lens import residual_parts, verdicts
+from twopath.runtime.text import HFTextClassifier, PromptedLM
+from twopath.runtime.trace import Trace
+from twopath.types import Example, TwopathError
+
+LINEAR = tuple(f for f in DECODERS if f != "gemma2")
+EXAMPLE = Example("e", TEXT)
+CONTRAST = Example("c", TEXT.replace("good", "bad"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with single_threaded():
+        yield
+
+
+def _adapter(family: str, prompted: bool = False) -> HFTextClassifier:
+    model, tokenizer = build_tiny(family, causal_lm=prompted)
+    if prompted:
+        return PromptedLM(model, tokenizer, "Review: {text}\nSentiment:", (" negative", " positive"))
+    return HFTextClassifier(model, tokenizer)
+
+
+def _run(name, adapter, corrupted=None, **settings):
+    return MECHANISTIC_METHODS.create(name, **settings).localize(adapter, EXAMPLE, target="positive",
+                                                                 corrupted=corrupted)
+
+
+def _logit_diff(adapter: HFTextClassifier) -> float:
+    logits = Trace.of(adapter, EXAMPLE).logits[0]
+    return float(logits[1] - logits[0])
+
+
+@pytest.mark.parametrize("family", LINEAR)
+def test_dla_parts_sum_to_the_logit_difference_and_the_lens_ends_at_the_output(family):
+    adapter = _adapter(family)
+    dla = _run("direct_logit_attribution", adapter)
+    total = dla.effects.sum() + dla.meta["embeddings"] + dla.meta["constant"]
+    assert total == pytest.approx(_logit_diff(adapter), abs=1e-4)
+    assert dla.meta["gap"] < 1e-4
+    assert len(dla.components) == adapter.n_layers * (adapter.n_heads + 1)
+    lens = _run("logit_lens", adapter)
+    assert lens.effects[-1] == pytest.approx(_logit_diff(adapter), abs=1e-5)
+    assert [str(c) for c in lens.components] == [f"L{layer}" for layer in range(adapter.n_layers)]
+
+
+@pytest.mark.parametrize("family", ("gpt2", "llama", "opt"))
+def test_prompted_decoders_too(family):
+    adapter = _adapter(family, prompted=True)
+    dla = _run("direct_logit_attribution", adapter)
+    assert dla.effects.sum() + dla.meta["embeddings"] + dla.meta["constant"] == pytest.approx(_logit_diff(adapter), abs=1e-4)
+    assert _run("logit_lens", adapter).effects[-1] == pytest.approx(_logit_diff(adapter), abs=1e-5)
+
+
+@pytest.mark.parametrize("family", ("gpt2", "llama", "gpt_neox", "phi"))
+def test_frozen_norm_direct_effects_are_dla_differences_and_add_up(family):
+    adapter = _adapter(family)
+    direct = _run("direct_effect", adapter, corrupted=CONTRAST, frozen_norm=True)
+    assert direct.meta["direction"] == "denoise"
+    base, source = Trace.of(adapter, CONTRAST), Trace.of(adapter, EXAMPLE)
+    components, source_parts, source_embed, source_final = residual_parts(adapter, source)
+    _, base_parts, base_embed, base_final = residual_parts(adapter, base)
+    linear, _ = adapter.frozen_readout(base_final)
+    with torch.no_grad():
+        share = linear(source_parts) - linear(base_parts)
+    expected = (share[:, 1] - share[:, 0]).numpy()
+    raw_change = np.asarray(direct.meta["raw"]) - direct.corrupted
+    np.testing.assert_allclose(raw_change, expected, atol=1e-5)
+    # with the norm frozen the read-out is linear: every part's direct change, the embeddings'
+    # change included, adds up to the frozen read-out of the whole change of the stream
+    with torch.no_grad():
+        embed = linear((source_embed - base_embed)[None])[0]
+        whole = linear((source_final - base_final)[None])[0]
+    assert raw_change.sum() + float(embed[1] - embed[0]) == pytest.approx(float(whole[1] - whole[0]), abs=1e-4)
+
+
+def test_direct_effect_of_a_component_patched_with_itself_is_zero():
+    adapter = _adapter("llama")
+    trace = Trace.of(adapter, EXAMPLE)
+    _, parts, _, final = residual_parts(adapter, trace)
+    rows = final[None] + (parts - parts)
+    ones = torch.ones(len(rows), 1, dtype=torch.long)
+    with torch.no_grad():
+        logits = adapter.decode_hidden(rows[:, None, :], {"attention_mask": ones})
+    np.testing.assert_allclose((logits[:, 1] - logits[:, 0]).numpy(), _logit_diff(adapter), atol=1e-5)
+
+
+def test_verdicts_compare_direct_and_total_effects():
+    adapter = _adapter("gpt2")
+    direct = _run("direct_effect", adapter, corrupted=CONTRAST)
+    total = _run("activation_patching", adapter, corrupted=CONTRAST, sites=("head",))
+    rows = verdicts(direct, total, k=4)
+    assert len(rows) == 4
+    for row in rows:
+        assert row["verdict"] in ("acts directly", "acts through later components", "no effect")
+        assert np.isfinite(row["total"]) and np.isfinite(row["direct"])
+
+
+@pytest.mark.parametrize("family", ("bert", "gemma2"))
+def test_families_without_a_linear_residual_stream_are_refused_in_one_line(family):
+    adapter = _adapter(family)
+    with pytest.raises(TwopathError, match=r"direct logit attribution needs a pre-norm decoder.*" + family.split("2")[0]):
+        _run("direct_logit_attribution", adapter)
+    lens = _run("logit_lens", adapter)  # the lens only reads: it works on every family
+    assert np.isfinite(lens.effects).all()
+
+
+def _planted_gpt2() -> HFTextClassifier:
+    """A 2-layer GPT-2 wired by hand (uniform attention, no MLPs, residual dims as wires):
+
+    * the word ``good`` / ``bad`` writes +3 / -3 on dim 0;
+    * L1H0 reads dim 0 and writes dim 3, which the score reads: it acts **directly**;
+    * L0H0 reads dim 0 and writes dim 1, which only L1H1 reads (writing dim 2, which the score
+      reads): L0H0 acts **through a later head**, with no direct effect of its own.
+    """
+    model, tokenizer = build_tiny("gpt2")
+    d, hd = model.config.n_embd, model.config.n_embd // model.config.n_head
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        for block in model.transformer.h:
+            for norm in (block.ln_1, block.ln_2):
+                norm.weight.fill_(1.0)
+        model.transformer.ln_f.weight.fill_(1.0)
+        wires = {(0, 0): (0, 1), (1, 0): (0, 3), (1, 1): (1, 2)}  # (layer, head): (reads, writes)
+        for (layer, head), (reads, writes) in wires.items():
+            attn = model.transformer.h[layer].attn
+            attn.c_attn.weight[reads, 2 * d + head * hd] = 1.0  # value component 0 of the head
+            attn.c_proj.weight[head * hd, writes] = 1.0
+        wte = model.transformer.wte.weight
+        wte[:, 4:] = torch.randn(wte.shape[0], d - 4, generator=torch.Generator().manual_seed(0)) * 0.1
+        for word, sign in ((" good", 3.0), (" bad", -3.0)):
+            (token,) = tokenizer(word, add_special_tokens=False)["input_ids"]
+            wte[token, 0] = sign
+        model.score.weight[1, 2] = model.score.weight[1, 3] = 4.0
+    return HFTextClassifier(model, tokenizer)
+
+
+def test_a_planted_direct_head_and_an_indirect_head_are_told_apart():
+    adapter = _planted_gpt2()
+    dla = _run("direct_logit_attribution", adapter)
+    by_dla = dict(zip(dla.labels, dla.effects, strict=True))
+    assert max(by_dla, key=lambda c: abs(by_dla[c])) in ("L1H0", "L1H1")
+    assert abs(by_dla["L1H0"]) > 10 * abs(by_dla["L0H0"])
+    direct = _run("direct_effect", adapter, corrupted=CONTRAST)
+    total = _run("activation_patching", adapter, corrupted=CONTRAST, sites=("head",))
+    d = dict(zip(direct.labels, direct.effects, strict=True))
+    t = dict(zip(total.labels, total.effects, strict=True))
+    assert t["L1H0"] > 0.05 and d["L1H0"] == pytest.approx(t["L1H0"], rel=0.05)  # acts directly
+    assert t["L0H0"] > 0.1 and abs(d["L0H0"]) < 0.2 * t["L0H0"]  # acts through L1H1
+    rows = {r["component"]: r["verdict"] for r in verdicts(direct, total, k=3)}
+    assert rows["L1H0"] == "acts directly"
+    assert rows["L0H0"] == "acts through later components"
