@@ -16,7 +16,7 @@ from twopath.attribution import ATTRIBUTION_METHODS
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.runtime.text import HFTextClassifier, PromptedLM
 from twopath.testing import check_adapter, check_method
-from twopath.types import Example
+from twopath.types import Example, TwopathError
 
 PROMPT = "Review: {text}\nSentiment:"
 LABEL_WORDS = (" negative", " positive")
@@ -57,7 +57,11 @@ def _check_all_methods(adapter: HFTextClassifier) -> None:
     contrast = _contrast(adapter)
     for name in MECHANISTIC_METHODS.names("text"):
         settings = {"layers": (adapter.n_layers - 1,)} if name == "neuron_ablation" else {}
-        check_method(name, adapter, EXAMPLE, corrupted=contrast, **settings)
+        if MECHANISTIC_METHODS.get(name).cls.requires <= adapter.capabilities():
+            check_method(name, adapter, EXAMPLE, corrupted=contrast, **settings)
+        else:  # refused in one line, before any compute
+            with pytest.raises(TwopathError, match=f"{name} needs a model with"):
+                check_method(name, adapter, EXAMPLE, corrupted=contrast, **settings)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -105,6 +105,22 @@ def loan_result() -> ExampleResult:
     return _loan()[1]
 
 
+@functools.cache
+def decoder_result() -> ExampleResult:
+    """A tiny random GPT-2 read through its residual stream (lens and DLA apply to decoders)."""
+    from tests.tiny_models import TEXT, build_tiny
+    from twopath.pipeline import explain
+    from twopath.runtime.text import HFTextClassifier
+    from twopath.types import Example
+
+    model, tokenizer = build_tiny("gpt2")
+    adapter = HFTextClassifier(model, tokenizer)
+    adapter.background = ["A boring film.", "The movie was good."]
+    return explain(adapter, Example("tiny", TEXT), attribution_methods=["occlusion"],
+                   mechanistic_methods=["logit_lens", "direct_logit_attribution"], stability_seeds=(),
+                   with_circuit=False, with_bridges=False, with_checks=False)
+
+
 def text_report(result: ExampleResult) -> Report:
     from twopath.seed import zoo
     from twopath.seed.tasks import reproducibility
@@ -237,6 +253,19 @@ def check_bridges(ax: Any, result: ExampleResult, given: bool) -> None:
     assert len(ax.texts) == _cells(ax)
 
 
+def check_lens(ax: Any, result: ExampleResult, given: bool) -> None:
+    lens = result.localization("logit_lens")
+    (curve,) = [line for line in ax.lines if len(line.get_xdata()) == len(lens.effects) + 1]
+    assert list(curve.get_ydata()) == pytest.approx([lens.meta["embeddings"], *lens.effects])
+    assert any(list(line.get_ydata()) == pytest.approx([lens.clean] * 2) for line in ax.lines)  # the output, marked
+
+
+def check_dla(ax: Any, result: ExampleResult, given: bool) -> None:
+    dla = result.localization("direct_logit_attribution")
+    widths = sorted(abs(p.get_width()) for p in ax.patches)
+    assert widths == pytest.approx(sorted(abs(dla.effects[i]) for i in dla.ranking()[:12]))
+
+
 def _has_mechanisms(result: ExampleResult) -> bool:
     return bool(result.tables.get("mechanisms"))
 
@@ -256,13 +285,15 @@ DISPLAYS: dict[str, tuple[tuple[str, ...], Check]] = {
     "LayerEncodingDisplay": (LOAN_ONLY, check_layer_encoding),
     "FaithfulnessDisplay": (KINDS, check_faithfulness),
     "BridgeDisplay": (KINDS, check_bridges),
+    "LensDisplay": (("decoder",), check_lens),
+    "DLADisplay": (("decoder",), check_dla),
 }
 CASES = [(name, kind) for name, (kinds, _) in DISPLAYS.items() for kind in kinds]
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, ExampleResult]:
-    return {"text": text_result(), "loan": loan_result()}
+    return {"text": text_result(), "loan": loan_result(), "decoder": decoder_result()}
 
 
 @pytest.fixture(autouse=True)

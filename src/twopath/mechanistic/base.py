@@ -34,6 +34,8 @@ class InterventionMethod:
     what_it_tells_you: ClassVar[str] = ""
     #: whether the method needs a contrast (corrupted) input
     needs_contrast: ClassVar[bool] = False
+    #: model capabilities the method needs (``adapter.capabilities()``)
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128):
         self.output = output
@@ -47,6 +49,10 @@ class InterventionMethod:
             raise TwopathError(f"unknown output space {self.output!r}; expected one of {list(OUTPUT_SPACES)}")
         if adapter.modality not in MECHANISTIC_METHODS.get(self.name).modalities:
             raise TwopathError(f"{self.name} does not support {adapter.modality} models")
+        missing = sorted(self.requires - adapter.capabilities())
+        if missing:
+            raise TwopathError(f"{self.name} needs a model with {', '.join(missing).replace('_', ' ')}; "
+                               f"{adapter.architecture} ({getattr(adapter.family, 'name', adapter.family)}) has none")
         target_idx = adapter.target(target).index
         start = time.perf_counter()
         result = self._effects(adapter, example, target_idx, corrupted)

@@ -118,6 +118,7 @@ class DirectLogitAttribution(InterventionMethod):
     """Each head's and MLP's direct share of the logit difference (final norm's scale frozen)."""
 
     what_it_tells_you = "how much each head and MLP writes the decision directly into the output"
+    requires = frozenset({"linear_residual"})
 
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
         trace = Trace.of(adapter, example)
@@ -147,6 +148,7 @@ class DirectEffect(InterventionMethod):
 
     what_it_tells_you = "the effect each head and MLP has on the output directly, not through later components"
     needs_contrast = True
+    requires = frozenset({"linear_residual"})
 
     def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, direction: str = "auto",
                  frozen_norm: bool = False):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +168,7 @@ class AgreementDisplay:
     def from_result(cls, result: ExampleResult) -> AgreementDisplay:
         from twopath.comparisons.agreement import agreement_matrix
 
-        return cls(agreement_matrix(result.tables["agreement"]))
+        return cls(agreement_matrix(_table(result, "agreement")))
 
     def plot(self, ax: Any = None) -> Any:
         import seaborn as sns
@@ -189,7 +190,7 @@ class DeletionDisplay:
 
     @classmethod
     def from_result(cls, result: ExampleResult) -> DeletionDisplay:
-        return cls(result.tables["deletion"])
+        return cls(_table(result, "deletion"))
 
     def plot(self, ax: Any = None) -> Any:
         import seaborn as sns
@@ -269,7 +270,7 @@ class PathwayCurveDisplay:
 
     @classmethod
     def from_result(cls, result: ExampleResult) -> PathwayCurveDisplay:
-        mech = result.tables["mechanisms"]
+        mech = _table(result, "mechanisms")
         curve = mech["pathway_curve"]
         return cls(list(curve["x"]), list(curve["before"]), list(curve["after"]), int(mech["pathway_layer"]))
 
@@ -296,7 +297,7 @@ class LayerEncodingDisplay:
 
     @classmethod
     def from_result(cls, result: ExampleResult) -> LayerEncodingDisplay:
-        frame = pd.DataFrame(result.tables["mechanisms"]["layer_encoding"])
+        frame = pd.DataFrame(_table(result, "mechanisms")["layer_encoding"])
         return cls(frame.pivot(index="layer", columns="feature", values="r2"))
 
     def plot(self, ax: Any = None) -> Any:
@@ -319,7 +320,7 @@ class FaithfulnessDisplay:
 
     @classmethod
     def from_result(cls, result: ExampleResult) -> FaithfulnessDisplay:
-        rows = result.tables["faithfulness"]
+        rows = _table(result, "faithfulness")
         if not rows:
             raise KeyError("faithfulness")
         return cls(list(rows))
@@ -330,7 +331,7 @@ class FaithfulnessDisplay:
             _, axes = plt.subplots(1, 2, figsize=(11, 3.6))
         else:
             axes = [ax, ax]
-        palette = dict(zip(dict.fromkeys(r["method"] for r in self.rows), _colors(), strict=False))
+        palette = dict(zip(dict.fromkeys(r["method"] for r in self.rows), itertools.cycle(_colors())))  # noqa: B905
         for panel, path in zip(axes, ("input", "internal"), strict=True):
             for row in (r for r in self.rows if r["path"] == path):
                 random = row["method"] == "random order"
@@ -354,7 +355,7 @@ class BridgeDisplay:
 
     @classmethod
     def from_result(cls, result: ExampleResult) -> BridgeDisplay:
-        bridge = result.tables["bridges"]
+        bridge = _table(result, "bridges")
         if not bridge:
             raise KeyError("bridges")
         m = bridge["map"]
@@ -380,6 +381,63 @@ def _colors() -> list[Any]:
     return list(sns.color_palette("colorblind", 10))
 
 
+def _table(result: ExampleResult, name: str) -> Any:
+    """A comparison table of the result; ``KeyError`` when it was not computed (or is empty)."""
+    table = result.tables.get(name)
+    if table is None or (hasattr(table, "__len__") and len(table) == 0):
+        raise KeyError(name)
+    return table
+
+
+@dataclass
+class LensDisplay:
+    """The decision read after every layer (logit lens), with the clean output marked."""
+
+    values: list[float]
+    clean: float
+    metric: str
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> LensDisplay:
+        loc = result.localization("logit_lens")
+        return cls([float(loc.meta["embeddings"]), *map(float, loc.effects)], float(loc.clean), loc.metric)
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = _axes(ax, (6.0, 3.2))
+        xs = list(range(len(self.values)))
+        ax.plot(xs, self.values, marker="o", color=_colors()[0], label="read after the layer")
+        ax.axhline(self.clean, color=_colors()[3], linestyle="--", label="the model's output")
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_xticks(xs, ["emb", *[f"L{i}" for i in range(len(xs) - 1)]])
+        ax.set_ylabel(self.metric.replace("_", " "))
+        ax.set_title("Logit lens: where the decision appears")
+        ax.legend(loc="best", fontsize=8)
+        return ax
+
+
+@dataclass
+class DLADisplay:
+    """Top heads and MLPs by their direct share of the logit difference."""
+
+    labels: list[str]
+    shares: list[float]
+
+    @classmethod
+    def from_result(cls, result: ExampleResult, k: int = 12) -> DLADisplay:
+        loc = result.localization("direct_logit_attribution")
+        order = loc.ranking()[:k]
+        return cls([str(loc.components[i]) for i in order], [float(loc.effects[i]) for i in order])
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = _axes(ax, (6.0, 0.3 * len(self.labels) + 1.2))
+        colors = [_colors()[0] if v >= 0 else _colors()[3] for v in self.shares]
+        ax.barh(self.labels[::-1], self.shares[::-1], color=colors[::-1])
+        ax.axvline(0.0, color="grey", linewidth=0.8)
+        ax.set_xlabel("direct share of the logit difference")
+        ax.set_title("Direct logit attribution: top heads and MLPs")
+        return ax
+
+
 def report_figures(result: ExampleResult) -> dict[str, str]:
     """Every figure of one example as base64 PNG, keyed by name."""
     _plt()  # the Agg backend: no display needed
@@ -395,6 +453,8 @@ def report_figures(result: ExampleResult) -> dict[str, str]:
         ("layer_encoding", lambda: LayerEncodingDisplay.from_result(result)),
         ("faithfulness", lambda: FaithfulnessDisplay.from_result(result)),
         ("bridges", lambda: BridgeDisplay.from_result(result)),
+        ("logit_lens", lambda: LensDisplay.from_result(result)),
+        ("direct_logit_attribution", lambda: DLADisplay.from_result(result)),
     ]
     for name, build in builders:
         try:

@@ -64,6 +64,37 @@ def _top_effects(result: ExampleResult, method: str, k: int = 10) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def _lens(result: ExampleResult) -> pd.DataFrame | None:
+    try:
+        loc = result.localization("logit_lens")
+    except KeyError:
+        return None
+    rows = [{"read after": "embeddings", "output": loc.meta["embeddings"], "decision": ""}]
+    rows += [{"read after": str(c), "output": float(v), "decision": d}
+             for c, v, d in zip(loc.components, loc.effects, loc.meta["decisions"], strict=True)]
+    return pd.DataFrame(rows)
+
+
+def _direct_vs_total(result: ExampleResult) -> pd.DataFrame | None:
+    """Top heads by total effect (activation patching) with their direct effect and a verdict."""
+    from twopath.mechanistic.lens import verdicts
+
+    try:
+        direct, total = result.localization("direct_effect"), result.localization("activation_patching")
+    except KeyError:
+        return None
+    rows = verdicts(direct, total)
+    dla = {}
+    try:
+        attribution = result.localization("direct_logit_attribution")
+        dla = dict(zip(attribution.labels, attribution.effects.tolist(), strict=True))
+    except KeyError:
+        pass
+    for row in rows:
+        row["DLA (logit diff)"] = dla.get(row["component"], float("nan"))
+    return pd.DataFrame(rows) if rows else None
+
+
 def _circuit(result: ExampleResult) -> pd.DataFrame | None:
     circuit = result.tables.get("circuit")
     if not circuit:
@@ -123,6 +154,17 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
          _top_effects(result, "neuron_ablation")),
         ("block_ablation", "Internal path: blocks", "Drop when a layer's whole attention or MLP block (or hidden layer) is ablated.",
          _top_effects(result, "block_ablation", k=20)),
+        ("logit_lens", "Internal path: logit lens",
+         "The explained output read from the residual stream after each layer through the model's own final norm and head.",
+         _lens(result)),
+        ("direct_logit_attribution", "Internal path: direct logit attribution",
+         "Each head's and MLP's direct share of the logit difference (final norm's scale frozen at the clean run); "
+         "the shares, the embeddings and the norm/head constant add up to the logit difference.",
+         _top_effects(result, "direct_logit_attribution")),
+        ("direct_vs_total", "Internal path: direct versus total effect",
+         "Top heads by total effect (activation patching from the contrast) with their direct effect (the same patch "
+         "with every later component frozen): 'acts directly' when direct >= half the total.",
+         _direct_vs_total(result)),
         ("patching_layers", "Internal path: patching per hidden layer",
          "Patching from the contrast input: the whole layer, and the fewest neurons (strongest first) that flip the decision.",
          _patching_layers(result)),

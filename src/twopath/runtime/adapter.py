@@ -107,16 +107,30 @@ class ModelAdapter(ABC):
         return param.dtype if param is not None else torch.float32
 
     def target(self, label: str | int) -> Target:
-        """The class ``label`` names (a label, case-insensitive, or its index)."""
+        """The class ``label`` names, by one rule for every adapter (text and tabular alike):
+
+        1. a Python ``int`` is an index;
+        2. ``"#N"`` is always index ``N`` (the way to ask for an index whatever the labels are);
+        3. any other string is first a **label name**, case-insensitive — so with labels named by
+           digits (``{0: "1", 1: "0"}``), ``"0"`` is the label ``"0"`` (index 1), never index 0;
+        4. a string of digits that names no label is an index.
+        """
         lowered = [lab.lower() for lab in self.labels]
+        if isinstance(label, str) and label.startswith("#") and label[1:].isascii() and label[1:].isdigit():
+            index = int(label[1:])
+            if 0 <= index < len(self.labels):
+                return Target(index, self.labels[index])
+            raise TwopathError(f"target index {label} is out of range: the model has {len(self.labels)} labels "
+                               f"(#0 to #{len(self.labels) - 1}: {list(self.labels)})")
         if isinstance(label, str) and label.lower() in lowered:
             index = lowered.index(label.lower())
             return Target(index, self.labels[index])
-        if isinstance(label, int) or (isinstance(label, str) and label.isdigit()):
+        if (isinstance(label, int) and not isinstance(label, bool)) or (isinstance(label, str) and label.isascii() and label.isdigit()):
             index = int(label)
             if 0 <= index < len(self.labels):
                 return Target(index, self.labels[index])
-        raise TwopathError(f"unknown target label {label!r}; the model's labels are {list(self.labels)}")
+        raise TwopathError(f"unknown target label {label!r}; the model's labels are {list(self.labels)} "
+                           "(or #N for the N-th, from #0)")
 
     def label_index(self, label: str | int) -> int:
         return self.target(label).index
@@ -124,6 +138,12 @@ class ModelAdapter(ABC):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "architecture": self.architecture, "n_layers": self.n_layers,
                 "n_heads": self.n_heads or None}
+
+    def capabilities(self) -> frozenset[str]:
+        """What the model offers methods that need more than the contract: ``positions``
+        (token sequences), ``attention`` (attention weights), ``linear_residual`` (a pre-norm
+        residual stream read out linearly once the final norm's scale is frozen: DLA)."""
+        return frozenset()
 
     # --- examples and inputs ----------------------------------------------------------------
 

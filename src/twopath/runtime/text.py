@@ -196,6 +196,13 @@ class HFTextClassifier(ModelAdapter):
     def inputs(self, example: Example) -> Inputs:
         return self.encode(self.check_example(example)).inputs()
 
+    def capabilities(self) -> frozenset[str]:
+        found = {"positions", "attention"}
+        softcap = getattr(self.model.config, "final_logit_softcapping", None) and isinstance(self, PromptedLM)
+        if self.family.decoder and self.family.linear_residual and not softcap:
+            found.add("linear_residual")
+        return frozenset(found)
+
     def tokens(self, example: Example) -> list[str] | None:
         return list(self.encode(self.check_example(example)).tokens)
 

@@ -100,7 +100,13 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
     _, test = data.split(seed=0)
     adapter.background = list(test["text"].sample(64, random_state=seed))
     example = Example(data.SEED_EXAMPLE_ID, text or data.SEED_SENTENCE, None if text else "positive")
-    result = explain(adapter, example, corrupted=text_counterfactual(adapter), seed=seed, say=say)
+    methods = None
+    if "linear_residual" in adapter.capabilities():  # a decoder: read its residual stream too
+        from twopath.pipeline import DEFAULT_MECHANISTIC
+
+        methods = [*DEFAULT_MECHANISTIC["text"], "logit_lens", "direct_logit_attribution", "direct_effect"]
+    result = explain(adapter, example, corrupted=text_counterfactual(adapter), seed=seed, say=say,
+                     mechanistic_methods=methods)
     if result.prediction["label"] != result.target:
         result.notes.append(
             f"the model reads the sentence as {result.prediction['label']} (p = {result.prediction['probability']:.3f}); "
