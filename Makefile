@@ -37,6 +37,7 @@ lint: install  ## ruff and mypy
 bench: install  ## print the speed benchmarks (ratios to one forward pass)
 	$(PY) benchmarks/attribution.py
 	$(PY) benchmarks/mechanistic.py
+	$(PY) benchmarks/lens.py
 
 clean:  ## remove the virtual environment and generated reports
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache

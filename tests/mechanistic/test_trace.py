@@ -166,7 +166,7 @@ def test_trace_activations_equal_a_hooked_forward(tiny_text):
     n_tokens = inputs["input_ids"].shape[1]
     names = list(tiny_text.sites())
     assert set(names) == {f"blocks.{layer}.{site}" for layer in range(tiny_text.n_layers)
-                          for site in ("attn.hook_z", "mlp.hook_post", "hook_resid_post")}
+                          for site in ("attn.hook_z", "mlp.hook_post", "hook_resid_pre", "hook_resid_post")}
     with torch.no_grad():
         reference = tiny_text.model(**inputs, output_hidden_states=True)
     before = n_hooks(tiny_text.model)  # transformers leaves its own output recorders on
@@ -183,6 +183,8 @@ def test_trace_activations_equal_a_hooked_forward(tiny_text):
     for layer in range(tiny_text.n_layers):
         torch.testing.assert_close(got[f"blocks.{layer}.hook_resid_post"], reference.hidden_states[layer + 1],
                                    atol=ATOL, rtol=0)
+        torch.testing.assert_close(got[f"blocks.{layer}.hook_resid_pre"], reference.hidden_states[layer],
+                                   atol=ATOL, rtol=0)
     # recorded once: asking again (in any order, any subset) runs no forward pass
     count, handle = _model_calls(tiny_text)
     try:
@@ -190,6 +192,12 @@ def test_trace_activations_equal_a_hooked_forward(tiny_text):
     finally:
         handle.remove()
     assert count[0] == 0 and list(subset) == names[::-2]
+    count, handle = _model_calls(tiny_text)
+    try:  # the recording pass was a clean run: its logits are the trace's, no pass needed
+        torch.testing.assert_close(trace.logits, reference.logits.float(), atol=ATOL, rtol=0)
+    finally:
+        handle.remove()
+    assert count[0] == 0
     assert all(subset[n] is got[n] for n in subset)
     assert n_hooks(tiny_text.model) == before
 

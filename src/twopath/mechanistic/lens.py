@@ -45,6 +45,13 @@ def _resid_names(adapter: Any) -> list[str]:
     return [f"blocks.{layer}.hook_resid_post" for layer in range(adapter.n_layers)]
 
 
+def _reading_sites(adapter: Any) -> list[str]:
+    """Every site the lens, DLA and direct effects read, asked for at once: one recording pass
+    serves all three (and gives the clean logits)."""
+    heads = [f"blocks.{layer}.attn.hook_z" for layer in range(adapter.n_layers)]
+    return ["blocks.0.hook_resid_pre", *_resid_names(adapter), *heads]
+
+
 @MECHANISTIC_METHODS.register("logit_lens", modalities=("text",))
 class LogitLens(InterventionMethod):
     """The decision read from the residual stream after every layer, through the model's own head."""
@@ -54,7 +61,7 @@ class LogitLens(InterventionMethod):
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
         trace = Trace.of(adapter, example)
         names = _resid_names(adapter)
-        acts = trace.activations([*names, "blocks.0.hook_resid_pre"])
+        acts = trace.activations(_reading_sites(adapter))
         stack = torch.cat([acts[name] for name in names] + [acts["blocks.0.hook_resid_pre"]])
         mask = trace.inputs["attention_mask"].expand(stack.shape[0], -1)
         with torch.no_grad():
@@ -84,7 +91,7 @@ def residual_parts(adapter: Any, trace: Trace) -> tuple[list[Component], torch.T
     """
     n_layers, n_heads = adapter.n_layers, adapter.n_heads
     names = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
-    acts = trace.activations([*_resid_names(adapter), "blocks.0.hook_resid_pre", *names])
+    acts = trace.activations(_reading_sites(adapter))
     position = int(adapter.reading_position(trace.inputs)[0])
     before = acts["blocks.0.hook_resid_pre"][0, position]
     embeddings = before
@@ -165,6 +172,8 @@ class DirectEffect(InterventionMethod):
             raise TwopathError(f"unknown patching direction {self.direction!r}; expected one of {list(DIRECTIONS)}")
         _, _, direction = check_contrast(adapter, example, corrupted, self.direction)
         clean_trace, corrupt_trace = Trace.of(adapter, example), Trace.of(adapter, corrupted)
+        for trace in (clean_trace, corrupt_trace):  # one recording pass each, logits included
+            trace.activations(_reading_sites(adapter))
         clean, clean_p = logits_output(adapter, clean_trace.logits, target, self.output)
         corr, corr_p = logits_output(adapter, corrupt_trace.logits, target, self.output)
         if abs(clean - corr) < 1e-6:

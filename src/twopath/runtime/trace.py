@@ -118,7 +118,10 @@ class Trace:
         missing = [n for n in dict.fromkeys(names) if n not in self._sites]
         if missing:
             self._check_clean()
-            self._sites.update(record(self.adapter, self.inputs, missing))
+            logits: list[torch.Tensor] = []
+            self._sites.update(record(self.adapter, self.inputs, missing, logits))
+            if self._logits is None:  # the recording pass is a clean run: keep its logits too
+                self._logits = logits[0].float()
         return {n: self._sites[n] for n in names}
 
     def prepare_resume(self) -> None:
@@ -170,8 +173,10 @@ class Trace:
         return adapter.resume(start, state.expand(n, *state.shape[1:]).contiguous(), self._calls, self.inputs)
 
 
-def record(adapter: ModelAdapter, inputs: Inputs, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Activations at the named sites on one forward pass of ``inputs`` (detached copies)."""
+def record(adapter: ModelAdapter, inputs: Inputs, names: Sequence[str],
+           logits: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Activations at the named sites on one forward pass of ``inputs`` (detached copies); the
+    pass's logits are appended to ``logits`` when a list is given."""
     sites = adapter.sites()
     store: dict[str, torch.Tensor] = {}
     hooks: list[Hook] = []
@@ -184,5 +189,7 @@ def record(adapter: ModelAdapter, inputs: Inputs, names: Sequence[str]) -> dict[
 
         hooks.append(at(site, grab))
     with torch.no_grad(), hooked(adapter.model, hooks):
-        adapter.run(inputs)
+        out = adapter.run(inputs)
+    if logits is not None:
+        logits.append(out.detach())
     return store
