@@ -1,43 +1,233 @@
 """``twopath`` command line: thin on purpose — it parses, calls the API and writes reports.
 
 Heavy libraries (torch, transformers, shap, lime, captum) are imported inside the commands, so
-``twopath --help`` stays instant. User errors print one line and exit with status 2.
+``twopath --help`` stays instant.
+
+Every command runs in one error boundary (:func:`_run`):
+
+* everything that can be checked is checked first, before any model loads or any method runs
+  (:mod:`twopath.validation`: arguments, the configuration against its schema, the output
+  folder, the data file, the model folder and its config and weight headers);
+* a user error — a :class:`~twopath.types.TwopathError` or a known library error (safetensors,
+  JSON, tokenizer, transformers config, pickle refused by ``weights_only``, scikit-learn input
+  validation, an ``OSError`` on a path) — prints **one line** ``error: ...`` on stderr and exits
+  with status 2; so do command-line usage errors;
+* anything else is a bug: the traceback, a line asking to report it, status 1;
+* Ctrl-C (SIGINT) always stops the run with status 130 (SIGTERM: 143) and writes nothing — also
+  when a library swallows the ``KeyboardInterrupt`` (numba compiling for shap prints "Exception
+  ignored ... KeyboardInterrupt" and carries on): the signal is recorded and the run stops at
+  the next step.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Explain one model decision two ways: input attribution beside mechanistic localization.")
+try:  # typer >= 0.20 carries its own copy of click
+    from typer import _click as click
+    from typer.exceptions import Abort as _Abort
+except ImportError:  # pragma: no cover - older typer on the public click
+    import click  # type: ignore[no-redef]
+    from click.exceptions import Abort as _Abort  # type: ignore[assignment]
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+
+def _one_line(text: Any) -> str:
+    """The first non-empty line of a message, printable whatever bytes it carries."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    line = lines[0] if lines else ""
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a missing option, ``--row abc``) as one ``error:`` line, status 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except click.exceptions.NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.exceptions.ClickException as err:
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"error: {_one_line(err.format_message())}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except _Abort:
+            typer.echo("interrupted: nothing was written", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,
+                  help="Explain one model decision two ways: input attribution beside mechanistic localization.")
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {_one_line(message)}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
 
-def _say(quiet: bool):  # type: ignore[no-untyped-def]
+# --- interrupts ------------------------------------------------------------------------------------
+
+
+class _Interrupts:
+    """SIGINT / SIGTERM for the length of a run: raise ``KeyboardInterrupt`` *and* remember it,
+    so a library that swallows the exception cannot make the run carry on (see :func:`checkpoint`)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._handlers: dict[int, Any] = {}
+        self._hook: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._handlers[sig] = signal.signal(sig, self._handle)
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        sys.unraisablehook = self._hook
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def _unraisable(self, info: Any) -> None:
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            self.signum = self.signum or signal.SIGINT  # swallowed by a library: remembered here
+            return
+        self._hook(info)
+
+    @property
+    def code(self) -> int:
+        return 128 + int(self.signum or signal.SIGINT)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+
+_ACTIVE: list[_Interrupts] = []
+
+
+def checkpoint() -> None:
+    """Stop here (``KeyboardInterrupt``) if Ctrl-C was pressed during the run, even if swallowed."""
+    for guard in _ACTIVE:
+        guard.check()
+
+
+# --- the error boundary ---------------------------------------------------------------------------
+
+
+def _raised_in(err: BaseException, *parts: str) -> bool:
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)[-3:]
+    return any(part in frame.filename.replace("\\", "/") for frame in frames for part in parts)
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one-line message for a user error (twopath's or a known library's), ``None`` for a bug."""
+    import errno
+    import json
+    import pickle
+
+    from twopath.types import TwopathError
+
+    text = _one_line(err) or type(err).__name__
+    if isinstance(err, TwopathError):
+        return text
+    if type(err).__module__.startswith("safetensors"):
+        return f"cannot read the model weights (safetensors): {text}"
+    if isinstance(err, pickle.UnpicklingError):
+        return ("refused to load pickled weights: the file holds more than tensors, and twopath loads pickles only "
+                f"with torch.load(weights_only=True) ({text[:160]}); save the model as safetensors")
+    if isinstance(err, json.JSONDecodeError):
+        return f"invalid JSON: {text}"
+    if isinstance(err, UnicodeError):
+        return f"not UTF-8 text: {text}"
+    if type(err).__name__ == "OutOfMemoryError" or isinstance(err, MemoryError):
+        return f"out of memory ({text}); try a smaller --batch-size or --dtype bfloat16"
+    if isinstance(err, OSError) and (err.filename is not None or err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)):
+        where = f": {err.filename}" if err.filename is not None else ""
+        return f"{err.strerror or text}{where}"
+    if _raised_in(err, "/tokenizers/", "/transformers/tokenization_", "/transformers/models/auto/tokenization_auto"):
+        return f"cannot load the tokenizer: {text}"
+    if _raised_in(err, "/transformers/configuration_utils", "/transformers/models/auto/configuration_auto"):
+        return f"the model's config.json is not usable: {text}"
+    if isinstance(err, ValueError) and _raised_in(err, "/sklearn/utils/validation"):
+        return f"invalid data: {text}"
+    return None
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    """Run ``action`` inside the error boundary (see the module docstring)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    with _Interrupts() as guard:
+        _ACTIVE.append(guard)
+        try:
+            result = action()
+            guard.check()
+            return result
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted: nothing was written", err=True)
+            raise typer.Exit(guard.code) from None
+        except Exception as err:
+            message = user_error(err)
+            if message is not None:
+                _fail(message)
+            import traceback
+
+            traceback.print_exception(err)
+            typer.echo(f"twopath: unexpected error ({type(err).__name__}): this is a bug in twopath, not in your input; "
+                       "please report it with the command line and the traceback above", err=True)
+            raise typer.Exit(EXIT_BUG) from None
+        finally:
+            _ACTIVE.remove(guard)
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
     if quiet:
-        return lambda _msg: None
+        return lambda _msg: checkpoint()
     from rich.console import Console
 
     console = Console(stderr=True)
-    return lambda msg: console.print(f"[dim]·[/dim] {msg}")
+
+    def say(msg: str) -> None:
+        checkpoint()
+        console.print(f"[dim]·[/dim] {msg}")
+
+    return say
 
 
 @contextmanager
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
-    """A rich progress bar for the long loops (the dataset section), or nothing when quiet."""
+    """A rich progress bar for the long loops (the dataset section), or a checkpoint when quiet."""
     if quiet:
-        yield None
+        yield lambda done, total: checkpoint()
         return
     from rich.progress import (
         BarColumn,
@@ -50,55 +240,69 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     with Progress(TextColumn("  examples"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   transient=True) as bar:
         task = bar.add_task("examples", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+        def update(done: int, total: int) -> None:
+            checkpoint()
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
-def _run(action):  # type: ignore[no-untyped-def]
-    """Run ``action`` turning twopath's user errors into one-line messages and exit code 2."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+def _options(config: Path | None, modality: str) -> dict:  # type: ignore[type-arg]
+    if config is None:
+        return {}
+    from twopath.config import load_config
+
+    return load_config(config, modality)
+
+
+def run_options(config: Path | None) -> dict:  # type: ignore[type-arg]
+    """Methods and settings from a TOML file (see docs/configuration.md)."""
+    return _options(config, None)  # type: ignore[arg-type]
+
+
+def raise_error(message: str) -> None:
     from twopath.types import TwopathError
 
-    try:
-        return action()
-    except TwopathError as err:
-        _fail(str(err))
+    raise TwopathError(message)
 
 
-def _formats(value: str) -> list[str]:
-    from twopath.reports.writers import FORMATS
-
-    formats = [f.strip() for f in value.split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        _fail(f"unknown format(s) {bad or value!r}; choose from {','.join(FORMATS)}")
-    return formats
+# --- commands -------------------------------------------------------------------------------------
 
 
 @app.command()
 def reproduce(
     task: Annotated[str, typer.Argument(help="sentiment, loan, hmda, sentiment-gpt2 or all")],
     out: Annotated[Path, typer.Option(help="output folder; one sub-folder per task")] = Path("reports"),
-    seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds")] = 0,
+    seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds (0 to 2**32 - 1)")] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     dataset_size: Annotated[int | None, typer.Option(help="held-out examples for the dataset section (default 200 sentences / 500 applicants; 0 = skip)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress messages")] = False,
 ) -> None:
     """Reproduce a seed example (the sentiment sentence, the loan applicant) end to end."""
-    from_tasks = ("sentiment", "loan", "hmda", "sentiment-gpt2")
-    if task != "all" and task not in from_tasks:
-        _fail(f"unknown task {task!r}; expected one of {', '.join(from_tasks)} or all")
-    chosen = list(from_tasks) if task == "all" else [task]
-    fmt = _formats(formats)
-    say = _say(quiet)
 
     def action() -> None:
+        from twopath import validation as v
+
+        from_tasks = ("sentiment", "loan", "hmda", "sentiment-gpt2")
+        if task != "all" and task not in from_tasks:
+            raise_error(f"unknown task {v.shown(task)}; expected one of {', '.join(from_tasks)} or all")
+        chosen = list(from_tasks) if task == "all" else [task]
+        v.check_seed(seed)
+        fmt = v.check_formats(formats, v.REPORT_FORMATS)
+        if dataset_size is not None:
+            v.check_count(dataset_size, "--dataset-size", 0, 1_000_000)
+        for name in chosen:
+            v.check_out(out / name)
+        say = _say(quiet)
+
         from twopath.reports import write_report
         from twopath.seed.tasks import run_task
 
         for name in chosen:
             with _progress(quiet) as progress:
                 report = run_task(name, seed=seed, say=say, dataset_size=dataset_size, progress=progress)
+            checkpoint()
             paths = write_report(report, out / name, fmt)
             typer.echo(f"{name}: " + "  ".join(str(p) for p in paths.values()))
 
@@ -109,8 +313,8 @@ def reproduce(
 def explain(
     model: Annotated[Path, typer.Option(help="local Hugging Face model directory: a sequence classifier, or a causal LM with --prompt and --labels")],
     text: Annotated[str, typer.Option(help="the sentence to explain")],
-    out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/explain"),
-    target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder (new, empty, or a previous report's: it is replaced as a whole)")] = Path("reports/explain"),
+    target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label); a label name, or #N for the N-th label")] = None,
     corrupt: Annotated[str | None, typer.Option(help="contrast sentence of the same token length for patching")] = None,
     prompt: Annotated[str | None, typer.Option(help="causal LM: prompt template with {text}, e.g. 'Review: {text}\nSentiment:'")] = None,
     labels: Annotated[str | None, typer.Option(help="causal LM: comma-separated label words, e.g. ' negative, positive'")] = None,
@@ -120,55 +324,99 @@ def explain(
     batch_size: Annotated[int | None, typer.Option(min=1, help="most rows per forward pass (default: what fits a 2 GiB activation budget)")] = None,
     allow_new_head: Annotated[bool, typer.Option("--allow-new-head", help="explain a model whose classification head is missing from the weights (randomly initialised; the report says so)")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML file with [methods] and per-method settings")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed (0 to 2**32 - 1)")] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Explain one sentence with any local Hugging Face classifier or prompted causal LM."""
-    if not text.strip():
-        _fail("the text is empty")
-    if (prompt is None) != (labels is None):
-        _fail("--prompt and --labels go together (a causal LM needs both)")
-    if prompt is not None and "{text}" not in prompt:
-        _fail("the prompt template must contain {text} where the input goes")
-    fmt = _formats(formats)
-    say = _say(quiet)
 
     def action() -> None:
+        from twopath import validation as v
         from twopath.datasets.neutral import NEUTRAL_SENTENCES, read_background
+
+        # 1. everything that needs no model: arguments, output folder, config, files
+        sentence = v.check_text(text, "--text")
+        contrast_text = v.check_text(corrupt, "--corrupt") if corrupt is not None else None
+        label = v.check_text(target, "--target") if target is not None else None
+        if (prompt is None) != (labels is None):
+            raise_error("--prompt and --labels go together (a causal LM needs both)")
+        template = None
+        if prompt is not None and labels is not None:
+            template = v.check_utf8(prompt, "--prompt").replace("\\n", "\n")  # a typed \n is a newline
+            v.check_utf8(labels, "--labels")
+            if "{text}" not in template:
+                raise_error("the prompt template must contain {text} where the input goes")
+        v.check_seed(seed)
+        fmt = v.check_formats(formats, v.REPORT_FORMATS)
+        v.check_out(out)
+        options = _options(config, "text")
+        reference = read_background(background) if background is not None else list(NEUTRAL_SENTENCES)
+        v.check_hf_dir(model)
+        say = _say(quiet)
+
+        # 2. the model folder against the runtime (architecture, tokenizer), still before weights
+        from twopath.runtime.devices import resolve_device, resolve_dtype
+        from twopath.runtime.text import (
+            HFTextClassifier,
+            PromptedLM,
+            check_model_dir,
+            check_template,
+        )
+
+        resolve_dtype(dtype, resolve_device(device))
+        check_model_dir(model, task="causal_lm" if template is not None else "classifier")
+        adapter: HFTextClassifier
+        if template is not None and labels is not None:
+            adapter = PromptedLM.from_pretrained_prompted(model, check_template(template), labels.split(","),
+                                                          device=device, dtype=dtype)
+        else:
+            adapter = HFTextClassifier.from_pretrained(model, device=device, dtype=dtype, allow_new_head=allow_new_head)
+
+        # 3. what needs the model but no computation: target, layers, lengths
+        if label is not None:
+            adapter.label_index(label)
+        v.check_layers(options, adapter.n_layers)
+        adapter.encode(sentence)  # too long for the model, or words without tokens: now
+        if contrast_text is not None:
+            n_text, n_contrast = adapter.encode(sentence).n_tokens, adapter.encode(contrast_text).n_tokens
+            if n_text != n_contrast:
+                raise_error(f"--corrupt has {n_contrast} tokens and --text {n_text}; patching needs the same number of tokens")
+        adapter.max_rows = batch_size
+        adapter.background = reference
+        cut = _truncated(adapter, reference)
+
         from twopath.pipeline import explain as run_explain
         from twopath.reports import write_report
-        from twopath.runtime.devices import resolve_device, resolve_dtype
-        from twopath.runtime.text import HFTextClassifier, PromptedLM, check_template
         from twopath.seed.tasks import reproducibility, text_counterfactual
         from twopath.types import Example, Report
 
-        resolve_dtype(dtype, resolve_device(device))  # device errors before anything loads
-        reference = read_background(background) if background is not None else list(NEUTRAL_SENTENCES)
-        options = run_options(config)
-        adapter: HFTextClassifier
-        if prompt is not None and labels is not None:
-            template = check_template(prompt.replace("\\n", "\n"))  # a typed \\n is a newline
-            adapter = PromptedLM.from_pretrained_prompted(model, template, labels.split(","), device=device, dtype=dtype)
-        else:
-            adapter = HFTextClassifier.from_pretrained(model, device=device, dtype=dtype,
-                                                       allow_new_head=allow_new_head)
-        if target is not None:
-            adapter.label_index(target)
-        adapter.max_rows = batch_size
-        adapter.background = reference
-        example = Example("input", text, target)
-        contrast = Example("contrast", corrupt, target) if corrupt else text_counterfactual(adapter)
+        example = Example("input", sentence, label)
+        contrast = Example("contrast", contrast_text, label) if contrast_text is not None else text_counterfactual(adapter)
         result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **options)
+        source = str(background) if background is not None else "built-in neutral sentences"
+        if cut:
+            source += f" ({cut} of {len(reference)} cut to the model's {adapter.max_length} tokens)"
+            result.notes.append(f"{cut} of the {len(reference)} background sentences are longer than the model's "
+                                f"{adapter.max_length} tokens and were cut to fit (mean ablation reads them cut)")
         described = {**adapter.describe(), "accuracy": None, "device": str(adapter.device), "dtype": dtype,
-                     "background": str(background) if background is not None else "built-in neutral sentences"}
+                     "background": source}
         if getattr(adapter.model.config, "twopath_new_head", False):
             described["warning"] = "the classification head was missing from the weights and is randomly initialised"
         report = Report("explain", described, [result], reproducibility(seed, {"key": str(model)}))
+        checkpoint()
         paths = write_report(report, out, fmt)
         typer.echo("  ".join(str(p) for p in paths.values()))
 
     _run(action)
+
+
+def _truncated(adapter: Any, texts: list[str]) -> int:
+    """How many of ``texts`` are longer than the model takes (they are cut when batched)."""
+    if not texts:
+        return 0
+    enc = adapter.tokenizer([adapter.full_text(t)[0] for t in texts], truncation=True, max_length=adapter.max_length)
+    encodings = getattr(enc, "encodings", None) or []
+    return sum(1 for e in encodings if e.overflowing)
 
 
 @app.command("explain-tabular")
@@ -176,57 +424,77 @@ def explain_tabular(
     model: Annotated[Path, typer.Option(help="folder with model.safetensors and twopath_tabular.json")],
     data: Annotated[Path, typer.Option(help="CSV with the model's feature columns (background and rows)")],
     row: Annotated[int, typer.Option(help="0-based row of the CSV to explain")],
-    out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/explain-tabular"),
-    target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label)")] = None,
-    contrast_row: Annotated[int | None, typer.Option(help="row to patch from (default: the nearest row predicted differently)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder (new, empty, or a previous report's: it is replaced as a whole)")] = Path("reports/explain-tabular"),
+    target: Annotated[str | None, typer.Option(help="label to explain (default: the predicted label); a label name, or #N for the N-th label")] = None,
+    contrast_row: Annotated[int | None, typer.Option(help="0-based row to patch from (default: the nearest row predicted differently)")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file with [methods] and per-method settings")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed (0 to 2**32 - 1)")] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Explain one row of a table with your own torch MLP (saved as safetensors + a small config)."""
-    fmt = _formats(formats)
-    say = _say(quiet)
 
     def action() -> None:
-        from twopath.pipeline import explain as run_explain
-        from twopath.reports import write_report
+        from twopath import validation as v
+
+        v.check_row(row, "--row")
+        if contrast_row is not None:
+            v.check_row(contrast_row, "--contrast-row")
+            if contrast_row == row:
+                raise_error(f"--contrast-row {contrast_row} is the explained row itself; patching needs another row")
+        label = v.check_text(target, "--target") if target is not None else None
+        v.check_seed(seed)
+        fmt = v.check_formats(formats, v.REPORT_FORMATS)
+        v.check_out(out)
+        options = _options(config, "tabular")
+        v.check_input_file(data, "--data")
+        v.check_tabular_dir(model)
+        say = _say(quiet)
+
+        import numpy as np
+        import torch
+
         from twopath.runtime.tabular import TorchTabularClassifier
-        from twopath.seed.tasks import nearest_contrast, read_table, reproducibility
-        from twopath.types import Example, Report
+        from twopath.seed.tasks import nearest_contrast, read_table
 
         adapter = TorchTabularClassifier.load(model)
         frame = read_table(data, adapter)
-        if not 0 <= row < len(frame):
-            raise_error(f"--row {row} is out of range: the table has {len(frame)} rows")
-        if target is not None:
-            adapter.label_index(target)
+        v.check_row(row, "--row", len(frame))
+        if contrast_row is not None:
+            v.check_row(contrast_row, "--contrast-row", len(frame))
+        if label is not None:
+            adapter.label_index(label)
+        v.check_layers(options, adapter.n_layers)
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # an overflow is reported below, in one line
+            logits = adapter.logits({"x": adapter.transform(frame)})
+        bad = np.flatnonzero(~torch.isfinite(logits).all(-1).cpu().numpy())
+        if len(bad):
+            raise_error(f"--data row {int(bad[0])}: the model's output is not finite ({len(bad)} row(s) in all); "
+                        f"the scaled inputs overflow: check numeric_mean and numeric_scale in {model}/twopath_tabular.json")
+
+        from twopath.pipeline import explain as run_explain
+        from twopath.reports import write_report
+        from twopath.seed.tasks import reproducibility
+        from twopath.types import Example, Report
+
         adapter.background = frame.sample(min(200, len(frame)), random_state=seed)
         other = contrast_row if contrast_row is not None else nearest_contrast(adapter, frame, row)
         contrast = None if other is None else Example(f"row-{other}", frame.iloc[other].to_dict())
-        example = Example(f"row-{row}", frame.iloc[row].to_dict(), target)
-        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **run_options(config))
+        example = Example(f"row-{row}", frame.iloc[row].to_dict(), label)
+        result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **options)
+        if other is None:
+            result.notes.append("no row of the table is predicted differently from the explained row; "
+                                "activation patching skipped")
         report = Report("explain-tabular", {**adapter.describe(), "accuracy": None}, [result],
                         reproducibility(seed, {"key": str(model)}))
+        checkpoint()
         paths = write_report(report, out, fmt)
         typer.echo("  ".join(str(p) for p in paths.values()))
 
     _run(action)
-
-
-def raise_error(message: str) -> None:
-    from twopath.types import TwopathError
-
-    raise TwopathError(message)
-
-
-def run_options(config: Path | None) -> dict:  # type: ignore[type-arg]
-    """Methods and settings from a TOML file (see docs/configuration.md)."""
-    if config is None:
-        return {}
-    from twopath.config import load_config
-
-    return load_config(config)
 
 
 @app.command()

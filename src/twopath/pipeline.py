@@ -74,13 +74,20 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
             say: Say = _quiet) -> ExampleResult:
     """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one."""
     torch.manual_seed(seed)
-    settings = {**DEFAULT_SETTINGS[adapter.modality], **(settings or {})}
+    from twopath.validation import check_settings
+
+    # the schema the CLI checks against: API callers get the same one-line errors, before any work
+    settings = {**DEFAULT_SETTINGS[adapter.modality], **check_settings(settings, adapter.modality)}
     pred_idx, probs = predict(adapter, example)
     target = example.target or adapter.labels[pred_idx]
     target_idx = adapter.label_index(target)
     target = adapter.labels[target_idx]
     example = example.with_target(target)
     notes: list[str] = []
+    if isinstance(corrupted, Example):  # a given contrast is checked before any work: it fails fast
+        problem = contrast_problem(adapter, example, corrupted, target_idx, output)
+        if problem:
+            raise TwopathError(f"the contrast input {problem}")
 
     attributions: list[Attribution] = []
     if attribution_methods is None:  # the defaults that apply to this kind of model
@@ -91,13 +98,23 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         attributions.append(method.attribute(adapter, example, target=target))
 
     contrast = corrupted
-    if callable(contrast):
-        contrast = contrast(example, attributions[0]) if attributions else None
-        if contrast is None:
-            notes.append("no same-length counterfactual could be built; activation patching skipped")
+    if callable(contrast):  # an automatic contrast that does not work skips patching, with a note
+        try:
+            contrast = contrast(example, attributions[0]) if attributions else None
+        except TwopathError as err:
+            notes.append(f"the automatic contrast could not be built ({err}); activation patching skipped")
+            contrast = None
+        else:
+            if contrast is None:
+                notes.append("no same-length counterfactual could be built; activation patching skipped")
+            else:
+                problem = contrast_problem(adapter, example, contrast, target_idx, output)
+                if problem:
+                    notes.append(f"the automatic contrast {_shown(contrast.raw)} {problem}; activation patching skipped")
+                    contrast = None
     localizations: list[Localization] = []
     for name in mechanistic_methods or DEFAULT_MECHANISTIC[adapter.modality]:
-        if MECHANISTIC_METHODS.get(name).cls.needs_contrast and contrast is None:
+        if getattr(MECHANISTIC_METHODS.get(name).cls, "needs_contrast", False) and contrast is None:
             continue
         say(f"internal path: {name}")
         method_settings = dict(settings.get(name, {}))
@@ -158,6 +175,34 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
                   "target_probability": float(probs[target_idx])}
     return ExampleResult(example, target, prediction, attributions, localizations,
                          contrast if isinstance(contrast, Example) else None, tables, notes)
+
+
+def contrast_problem(adapter: Any, example: Example, contrast: Example, target: int,
+                     output: OutputSpace = "logit_diff") -> str | None:
+    """Why ``contrast`` cannot be patched from/into ``example`` (``None`` when it can): inputs of
+    different shapes (for text, a different number of tokens), or the same explained output."""
+    try:
+        clean_in, other_in = adapter.forward_inputs(example), adapter.forward_inputs(contrast)
+    except TwopathError as err:
+        return f"is not a valid input ({err})"
+    for key in clean_in:
+        if clean_in[key].shape != other_in[key].shape:
+            if adapter.positional:
+                return (f"has {other_in[key].shape[-1]} tokens where the input has {clean_in[key].shape[-1]}; "
+                        "patching needs the same number of tokens")
+            return f"has shape {tuple(other_in[key].shape)} where the input has {tuple(clean_in[key].shape)}"
+    clean = adapter.output(Trace.of(adapter, example).logits, target, output)
+    other = adapter.output(Trace.of(adapter, contrast).logits, target, output)
+    if not bool(torch.isfinite(other).all()):
+        return "gives a non-finite output"
+    if abs(float(clean[0]) - float(other[0])) < 1e-6:
+        return "gives the same output as the input, so there is nothing to patch"
+    return None
+
+
+def _shown(raw: Any, limit: int = 80) -> str:
+    text = repr(raw if isinstance(raw, str) else dict(raw))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 SANITY_SETTINGS = {"lime": {"num_samples": 1000}, "integrated_gradients": {"max_steps": 128},

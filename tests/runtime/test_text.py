@@ -162,6 +162,12 @@ def test_attribution_methods_run(tiny_text, method):
 def test_mechanistic_methods_run(tiny_text, method):
     corrupted = swapped(tiny_text, SEED_SENTENCE)
     settings = {"mode": "mean"} if "ablation" in method else {}
+    if not MECHANISTIC_METHODS.get(method).cls.requires <= tiny_text.capabilities():
+        # DLA and direct effects need a pre-norm decoder: an encoder is refused in one line
+        with pytest.raises(TwopathError, match=f"{method} needs a model with linear residual"):
+            MECHANISTIC_METHODS.create(method, **settings).localize(tiny_text, SEED, target="positive",
+                                                                    corrupted=corrupted)
+        return
     result = MECHANISTIC_METHODS.create(method, **settings).localize(
         tiny_text, SEED, target="positive", corrupted=corrupted)
     n_tokens = tiny_text.encode(SEED_SENTENCE).n_tokens

@@ -400,7 +400,7 @@ class LensDisplay:
     @classmethod
     def from_result(cls, result: ExampleResult) -> LensDisplay:
         loc = result.localization("logit_lens")
-        return cls([float(loc.meta["embeddings"]), *map(float, loc.effects)], float(loc.clean), loc.metric)
+        return cls([float(loc.meta["embeddings"]), *map(float, loc.effects)], float(loc.clean or 0.0), loc.metric)
 
     def plot(self, ax: Any = None) -> Any:
         ax = _axes(ax, (6.0, 3.2))

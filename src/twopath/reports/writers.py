@@ -30,8 +30,9 @@ import pandas as pd
 
 from twopath import __version__
 from twopath.types import ExampleResult, Report
+from twopath.validation import REPORT_FORMATS
 
-FORMATS = ("html", "md", "json", "csv")
+FORMATS = REPORT_FORMATS
 DEFAULT_FORMATS = ("html", "md", "json")
 _VOLATILE = {"seconds", "cost_f1"}
 

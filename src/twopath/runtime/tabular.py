@@ -121,20 +121,30 @@ class TorchTabularClassifier(ModelAdapter):
 
     @classmethod
     def load(cls, directory: str | Path) -> TorchTabularClassifier:
+        """Open a folder written by :meth:`save`, validated first: ``twopath_tabular.json`` (types,
+        finite statistics, positive scales, distinct labels) and the weight shapes against its
+        layer sizes (:func:`twopath.validation.check_tabular_dir`), then finite weights."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from twopath.validation import check_tabular_dir
+
         directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        if not config_path.is_file() or not (directory / WEIGHTS_FILE).is_file():
-            raise TwopathError(f"not a twopath tabular model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE}): {directory}")
-        config = json.loads(config_path.read_text())
+        config = check_tabular_dir(directory)
         features = config["features"]
         categories = config.get("categories", {})
         numeric = [f for f in features if f not in categories]
         preprocessor = fitted_preprocessor(numeric, categories, config["numeric_mean"], config["numeric_scale"])
         n_inputs = len(numeric) + sum(len(c) for c in categories.values())
         model = build_mlp(n_inputs, config["hidden"], len(config["labels"]))
-        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        try:
+            state = load_file(str(directory / WEIGHTS_FILE))
+        except (SafetensorError, OSError) as err:
+            raise TwopathError(f"cannot read {directory / WEIGHTS_FILE}: {err}") from None
+        bad = [name for name, tensor in state.items() if not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise TwopathError(f"{directory / WEIGHTS_FILE}: {bad[0]} holds non-finite values (inf or NaN)")
+        model.load_state_dict({k: v.float() for k, v in state.items()})
         return cls(model, preprocessor, features, categories, config["labels"], config.get("name", directory.name))
 
     # --- data conversions -------------------------------------------------------------------
@@ -153,8 +163,12 @@ class TorchTabularClassifier(ModelAdapter):
             frame[feature] = frame[feature].astype(str)
         for feature in self.numeric:
             values = pd.to_numeric(frame[feature], errors="coerce")
-            if values.isna().any():
-                raise TwopathError(f"feature {feature} must be numeric")
+            bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+            if bad.any():
+                where = int(np.flatnonzero(bad.to_numpy())[0])
+                raw = frame[feature].iloc[where]
+                value = repr(raw) if isinstance(raw, str) else str(float(raw))
+                raise TwopathError(f"feature {feature} must be numeric and finite; row {where} holds {value}")
             frame[feature] = values.astype(float)
         return frame
 

@@ -5,10 +5,26 @@ needs (attention enrichment of heads over held-out sentences, neuron clusters an
 phrase sensitivity, the credit-score pathway and its ablation against random controls) and hands
 the numbers to the verdict rules in :mod:`twopath.seed.claims`. Every layer, head and
 neuron named in a verdict is the one our model has; the seed's names were illustrative.
+
+Controls and labels are held to two rules:
+
+* **A random control is a distribution.** The credit-pathway ablation is compared with
+  ``n_controls`` *distinct* random neuron sets of the same size. They are drawn from the other
+  neurons of the same layers when those allow that many distinct sets; otherwise the pool is
+  widened to the other neurons of every hidden layer, and if even that cannot give distinct
+  sets the claim is refused (verdict *not supported*, saying why). The pool used is recorded.
+* **A cluster is labelled by a monotone measure and confirmed by an intervention.** The best
+  cluster per feature across layers is chosen by the R² of a fit on *ranks* (for one numeric
+  feature, Spearman's ρ²), which credits thresholded ReLU pathways as much as linear read-outs;
+  the linear R² is reported beside it. A named cluster's claim is at most *partly* supported
+  unless mean-ablating the cluster narrows the feature's approval gap (its 90th vs 10th
+  percentile, other features fixed at the seed applicant) more than the random controls do.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,29 +119,177 @@ def sentiment_findings(adapter: Any, result: ExampleResult, texts: Sequence[str]
                            "late_clusters": rows, "named_head": head}}
 
 
+N_CONTROLS = 20
+
+
+def control_sets(adapter: Any, neurons: Sequence[Component], n_controls: int = N_CONTROLS,
+                 seed: int = 0) -> tuple[list[list[Component]], str]:
+    """``n_controls`` distinct random neuron sets the size of ``neurons``, and the pool used.
+
+    Same layers first (as many per layer as ``neurons`` has there, never one of ``neurons``);
+    when those layers cannot give ``n_controls`` distinct sets, any other hidden neuron; when
+    nothing can, no sets and the reason.
+    """
+    rng = np.random.default_rng(seed)
+    chosen = set(neurons)
+    layers = sorted({n.layer for n in neurons})
+    counts = {layer: sum(n.layer == layer for n in neurons) for layer in layers}
+    pools = {layer: [Component("neuron", layer, i) for i in range(adapter.widths[layer])
+                     if Component("neuron", layer, i) not in chosen] for layer in layers}
+    same_layer = math.prod(math.comb(len(pools[layer]), counts[layer]) for layer in layers)
+    if same_layer >= n_controls:
+        def draw() -> list[Component]:
+            return [pools[layer][i] for layer in layers
+                    for i in sorted(rng.choice(len(pools[layer]), size=counts[layer], replace=False))]
+        where = "random neurons of the same layer"
+    else:
+        everyone = [Component("neuron", layer, i) for layer in range(adapter.n_layers)
+                    for i in range(adapter.widths[layer]) if Component("neuron", layer, i) not in chosen]
+        if math.comb(len(everyone), len(chosen)) < n_controls:
+            return [], (f"no random control: the model has {len(everyone)} other neurons, too few for "
+                        f"{n_controls} distinct sets of {len(chosen)}")
+
+        def draw() -> list[Component]:
+            return [everyone[i] for i in sorted(rng.choice(len(everyone), size=len(chosen), replace=False))]
+        sizes = ", ".join(f"L{layer}: {len(pools[layer])} others" for layer in layers)
+        where = (f"random neurons of any hidden layer (the pool was widened: the same layer ({sizes}) "
+                 f"cannot give {n_controls} distinct sets of {len(chosen)})")
+    sets: list[list[Component]] = []
+    seen: set[tuple[Component, ...]] = set()
+    while len(sets) < n_controls:
+        group = draw()
+        key = tuple(group)
+        if key not in seen:
+            seen.add(key)
+            sets.append(group)
+    return sets, where
+
+
+def _separations(adapter: Any, applicant: dict[str, Any], groups: Sequence[Sequence[Component]], feature: str,
+                 high: float, low: float) -> list[float]:
+    every = sorted({c for g in groups for c in g}, key=lambda c: (c.layer, c.index or 0))
+    edit = {e.component: e for e in ablate(adapter, every, "mean")} if every else {}
+    return [behaviour.score_separation(adapter, applicant, feature, high, low, [edit[c] for c in g]).separation
+            for g in groups]
+
+
+def _controlled(adapter: Any, applicant: dict[str, Any], test: behaviour.PathwayTest, seed: int
+                ) -> tuple[behaviour.PathwayTest, str]:
+    """The pathway test with distinct random control sets (or none, and why)."""
+    neurons = [Component.parse(n) for n in test.neurons]
+    sets, where = control_sets(adapter, neurons, seed=seed)
+    values = _separations(adapter, applicant, sets, test.feature, test.before.high, test.before.low)
+    return dataclasses.replace(
+        test, controls=values, control_neurons=[[str(c) for c in g] for g in sets],
+        control_mean=float(np.mean(values)) if values else float("nan"),
+        control_sd=float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")), where
+
+
+def _ranks(values: Any) -> np.ndarray:
+    return pd.Series(np.asarray(values, dtype=float).ravel()).rank(method="average").to_numpy()
+
+
+def rank_r2(activation: np.ndarray, frame: pd.DataFrame, parts: Sequence[str]) -> float:
+    """R² of a fit on ranks: the activation's ranks against the numeric parts' ranks (and the
+    categorical parts one-hot). For one numeric feature this is Spearman's ρ²: any monotone
+    relation scores 1, whether it is linear or a threshold."""
+    ranked = frame.copy()
+    for f in parts:
+        if pd.api.types.is_numeric_dtype(ranked[f]):
+            ranked[f] = _ranks(ranked[f])
+    return clusters.joint_r2(_ranks(activation), ranked, tuple(parts))
+
+
+def monotone_encoding(adapter: Any, data: pd.DataFrame, specs: Sequence[Any], seed: int = 0) -> pd.DataFrame:
+    """For every layer and feature (or tuple of features), the cluster with the highest rank R²;
+    columns ``layer, feature, cluster, n_neurons, r2`` (the rank R²), ``linear_r2`` and ``neurons``."""
+    frame = clusters.feature_frame(adapter, data)
+    rows = []
+    for layer in range(adapter.n_layers):
+        alive = [c for c in clusters.neuron_clusters(adapter, layer, data, seed=seed) if not c.dead]
+        for spec in specs:
+            parts = (spec,) if isinstance(spec, str) else tuple(spec)
+            scored = [(rank_r2(c.activation, frame, parts), c) for c in alive]
+            r2, best = max(scored, key=lambda x: x[0]) if scored else (0.0, None)
+            rows.append({"layer": layer, "feature": "+".join(parts), "cluster": best.name if best else clusters.NO_FEATURE,
+                         "n_neurons": len(best.neurons) if best else 0, "r2": float(r2),
+                         "linear_r2": clusters.joint_r2(best.activation, frame, parts) if best else 0.0,
+                         "neurons": [str(n) for n in best.neurons] if best else []})
+    return pd.DataFrame(rows)
+
+
+def _confirmed_cluster(adapter: Any, applicant: dict[str, Any], data: pd.DataFrame, row: dict[str, Any],
+                       seed: int) -> tuple[bool, str]:
+    """Does mean-ablating the cluster narrow its feature's approval gap more than random sets do?"""
+    numeric = [f for f in row["feature"].split("+") if pd.api.types.is_numeric_dtype(data[f])]
+    neurons = [Component.parse(n) for n in row["neurons"]]
+    if not numeric or not neurons:
+        return False, "no intervention possible (no numeric feature or no neurons)"
+    feature = numeric[0]
+    high, low = (float(data[feature].quantile(q)) for q in (0.9, 0.1))
+    before, after = _separations(adapter, applicant, [[], neurons], feature, high, low)
+    sets, where = control_sets(adapter, neurons, seed=seed)
+    if not sets:
+        return False, f"mean-ablating it moves the {feature} gap from {before:.3f} to {after:.3f}; {where}"
+    values = _separations(adapter, applicant, sets, feature, high, low)
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    narrows = abs(after) < abs(before) and abs(after) < abs(mean) - 2 * sd
+    return narrows, (f"mean-ablating it moves the approval gap between {feature} {high:.4g} and {low:.4g} from "
+                     f"{before:.3f} to {after:.3f}; {where}: {mean:.3f} ± {sd:.3f}")
+
+
+def _cluster_claim(adapter: Any, applicant: dict[str, Any], data: pd.DataFrame, what: str, row: dict[str, Any],
+                   seed: int) -> claims.Claim:
+    base = claims.cluster_encodes(what, f"{row['cluster']} in L{row['layer']}", float(row["r2"]))
+    confirmed, evidence = _confirmed_cluster(adapter, applicant, data, row, seed)
+    verdict = base.verdict if confirmed or base.verdict != claims.SUPPORTED else claims.PARTLY
+    return dataclasses.replace(
+        base,
+        measured=f"best cluster: {row['cluster']} in L{row['layer']} ({row['n_neurons']} neurons), rank R² = {row['r2']:.3f} "
+                 f"(linear R² {row['linear_r2']:.3f}); {evidence}",
+        rule=base.rule.replace("R²", "rank R² (a monotone fit: Spearman's ρ² for one numeric feature)", 1)
+        + "; at most partly unless mean-ablating the cluster narrows the feature's approval gap more than random "
+          "neuron sets of the same size do (below their mean - 2 sd)",
+        verdict=verdict)
+
+
 def loan_findings(adapter: Any, result: ExampleResult, data: pd.DataFrame, k: int = 8, seed: int = 0) -> dict[str, Any]:
     applicant = dict(result.example.raw)  # type: ignore[arg-type]
     found = [claims.word_scores(_shap_scores(result), SEED_FEATURE_SCORES)]
     stability = ("monthly_income", "employment_type")
-    encoding = clusters.layer_encoding(adapter, data, [stability, "credit_score"], seed=seed)
-    joint = encoding[encoding["feature"] == "+".join(stability)].sort_values("r2", ascending=False).iloc[0]
-    found.append(claims.cluster_encodes("financial stability (income + employment)", f"{joint['cluster']} in L{joint['layer']}", float(joint["r2"])))
-    credit = encoding[encoding["feature"] == "credit_score"].sort_values("r2", ascending=False).iloc[0]
-    found.append(claims.cluster_encodes("credit score (a credit-score pathway)", f"{credit['cluster']} in L{credit['layer']}", float(credit["r2"])))
+    encoding = monotone_encoding(adapter, data, [stability, "credit_score"], seed=seed)
+    joint = encoding[encoding["feature"] == "+".join(stability)].sort_values("r2", ascending=False, kind="stable").iloc[0]
+    found.append(_cluster_claim(adapter, applicant, data, "financial stability (income + employment)", joint.to_dict(), seed))
+    credit = encoding[encoding["feature"] == "credit_score"].sort_values("r2", ascending=False, kind="stable").iloc[0]
+    found.append(_cluster_claim(adapter, applicant, data, "credit score (a credit-score pathway)", credit.to_dict(), seed))
 
     ranked = clusters.feature_neurons(adapter, "credit_score", data, top_k=k)
-    tests = {layer: behaviour.pathway_ablation_test(adapter, applicant, [c for c, _ in neurons], seed=seed)
-             for layer, neurons in ranked.items()}
+    tests, pools = {}, {}
+    for layer, neurons in ranked.items():
+        plain = behaviour.pathway_ablation_test(adapter, applicant, [c for c, _ in neurons], n_controls=0, seed=seed)
+        tests[layer], pools[layer] = _controlled(adapter, applicant, plain, seed)
     per_layer = [{"layer": layer, "neurons": t.neurons, "before": t.before.separation, "after": t.after.separation,
-                  "control_mean": t.control_mean, "control_sd": t.control_sd} for layer, t in tests.items()]
+                  "control_mean": t.control_mean, "control_sd": t.control_sd, "control_pool": pools[layer]}
+                 for layer, t in tests.items()]
     best_layer = min(tests, key=lambda layer: tests[layer].after.separation)
     best = tests[best_layer]
-    found.append(claims.pathway_removes_separation(best.before.separation, best.after.separation, best.control_mean,
-                                                   best.control_sd, best.neurons))
+    if best.controls:
+        pathway = claims.pathway_removes_separation(best.before.separation, best.after.separation, best.control_mean,
+                                                    best.control_sd, best.neurons)
+        if not pools[best_layer].startswith("random neurons of the same layer"):
+            pathway = dataclasses.replace(pathway, measured=pathway.measured.replace(
+                "random neurons of the same layer", pools[best_layer], 1))
+    else:
+        pathway = claims.Claim("ablating the credit-score pathway makes 720 and 600 indistinguishable",
+                               f"approval gap 720 vs 600: {best.before.separation:.3f} before, {best.after.separation:.3f} "
+                               f"after ablating {', '.join(best.neurons)}; {pools[best_layer]}",
+                               "refused: a verdict needs a distribution of random neuron sets to compare with",
+                               claims.NOT_SUPPORTED)
+    found.append(pathway)
     patching = result.localization("activation_patching")
     found.append(claims.patching_flips(patching.meta["layers"]))
     return {"claims": [c.to_dict() for c in found],
-            "mechanisms": {"layer_encoding": encoding.to_dict(orient="records"),
+            "mechanisms": {"layer_encoding": encoding.drop(columns=["neurons"]).to_dict(orient="records"),
                            "credit_neurons": {str(layer): [(str(c), s) for c, s in v] for layer, v in ranked.items()},
                            "pathway_per_layer": per_layer, "pathway_layer": best_layer,
                            "pathway_curve": best.curve}}
