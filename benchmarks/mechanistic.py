@@ -34,14 +34,13 @@ from twopath.mechanistic.attribution_patching import AttributionPatching  # noqa
 from twopath.mechanistic.base import logits_output, run_output, sweep  # noqa: E402
 from twopath.mechanistic.patching import ActivationPatching, check_contrast, patch_components  # noqa: E402
 from twopath.runtime.cost import forward_seconds  # noqa: E402
-from twopath.runtime.hooks import Hook, first_tensor, hooked  # noqa: E402
+from twopath.runtime.hooks import at, first_tensor, hooked  # noqa: E402
 from twopath.runtime.interventions import (  # noqa: E402
     Edit,
     ablate,
     capture,
     intervene,
     read,
-    site,
     site_key,
 )
 from twopath.runtime.trace import Trace  # noqa: E402
@@ -166,12 +165,12 @@ def attribution_vectorized(adapter: Any, example: Example, corrupted: Example, t
     acts: dict[tuple[int, str], torch.Tensor] = {}
     hooks = []
     for probe in probes:
-        module, kind = site(adapter, probe)
+        where = adapter.site(probe)
 
-        def keep(*hook_args: Any, _key: tuple[int, str] = site_key(probe), _kind: str = kind) -> None:
+        def keep(*hook_args: Any, _key: tuple[int, str] = site_key(probe), _kind: str = where.kind) -> None:
             acts[_key] = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
 
-        hooks.append(Hook(module, keep, kind))  # type: ignore[arg-type]
+        hooks.append(at(where, keep))
     with torch.enable_grad(), hooked(adapter.model, hooks):
         outputs = adapter.output(adapter.run(both), target)
     keys = list(acts)
@@ -285,7 +284,7 @@ def main() -> None:
                            for how in ("naive", "batched", "prefix")}, probe, {"naive": 3, "batched": 7, "prefix": 7})
     text_rows.append(row("(c) resid patching (denoise)", adapter.n_layers * n_tokens, f1, 25, results,
                          note="batched = ActivationPatching(sites=('resid',)); prefix = the same rows through "
-                              "sweep(prefix_cache=True) (patching.py does not pass it yet)"))
+                              "sweep(prefix_cache=True), as ActivationPatching itself does"))
 
     # (d) attribution patching of every head, neuron and residual site
     method = AttributionPatching(sites=("head", "neuron", "resid"))

@@ -43,12 +43,6 @@ class Edit:
     value: torch.Tensor | None = None
 
 
-def site(adapter: Any, component: Component) -> tuple[torch.nn.Module, str]:
-    """The module holding a component's activation and whether it is read before (pre) or after it runs."""
-    where = adapter.site(component)
-    return where.module, where.kind
-
-
 def _slot(adapter: Any, component: Component, act: torch.Tensor, row: int) -> Any:
     """An indexable view of ``act`` (batch-first) holding ``component`` in ``row``."""
     kind = component.kind
