@@ -506,7 +506,11 @@ def methods() -> None:
     for title, registry in (("input path (attribution)", ATTRIBUTION_METHODS), ("internal path (mechanistic)", MECHANISTIC_METHODS)):
         typer.echo(title)
         for entry in registry:
-            typer.echo(f"  {entry.name:<22} [{', '.join(entry.modalities)}]  {entry.summary}")
+            needs = [n.replace("_", " ") for n in sorted(getattr(entry.cls, "requires", ()))]
+            if getattr(entry.cls, "needs_contrast", False):
+                needs.insert(0, "a contrast input")
+            extra = f"  (needs {', '.join(needs)})" if needs else ""
+            typer.echo(f"  {entry.name:<26} [{', '.join(entry.modalities)}]  {entry.summary}{extra}")
 
 
 def main() -> None:

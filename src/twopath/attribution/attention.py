@@ -21,9 +21,9 @@ from twopath.types import Example
 
 @ATTRIBUTION_METHODS.register("attention", modalities=("text",))
 class AttentionWeights(AttributionMethod):
-    """Last-layer attention from the classifier token (non-causal baseline, unsigned)."""
+    """Last-layer attention from the reading token (non-causal baseline, unsigned)."""
 
-    what_it_tells_you = "where the classifier token looks in the last layer — not what causes the output"
+    what_it_tells_you = "where the reading token looks in the last layer — not what causes the output"
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         inputs = adapter.inputs(example)
