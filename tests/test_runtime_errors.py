@@ -149,3 +149,17 @@ def test_cli_bad_model_options_fail_in_one_line_before_loading(gpt2_lm_dir, tmp_
     lines = [line for line in result.output.strip().splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("error:") and re.search(message, lines[0]), result.output
     assert not out.exists()
+
+
+def test_methods_lists_what_each_method_needs():
+    from typer.testing import CliRunner
+
+    from twopath.cli import app
+
+    result = CliRunner().invoke(app, ["methods"])
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
+    assert "(needs a contrast input, linear residual)" in lines["direct_effect"]
+    assert "(needs linear residual)" in lines["direct_logit_attribution"]
+    assert "(needs a contrast input)" in lines["activation_patching"]
+    assert "needs" not in lines["logit_lens"] and "needs" not in lines["shap"]
