@@ -33,6 +33,7 @@ from twopath.comparisons import (
 )
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.circuits import find_circuit
+from twopath.mechanistic.patching import shape_problem
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.cost import forward_seconds
 from twopath.runtime.trace import Trace
@@ -185,12 +186,9 @@ def contrast_problem(adapter: Any, example: Example, contrast: Example, target: 
         clean_in, other_in = adapter.forward_inputs(example), adapter.forward_inputs(contrast)
     except TwopathError as err:
         return f"is not a valid input ({err})"
-    for key in clean_in:
-        if clean_in[key].shape != other_in[key].shape:
-            if adapter.positional:
-                return (f"has {other_in[key].shape[-1]} tokens where the input has {clean_in[key].shape[-1]}; "
-                        "patching needs the same number of tokens")
-            return f"has shape {tuple(other_in[key].shape)} where the input has {tuple(clean_in[key].shape)}"
+    problem = shape_problem(adapter, clean_in, other_in)
+    if problem:
+        return problem
     clean = adapter.output(Trace.of(adapter, example).logits, target, output)
     other = adapter.output(Trace.of(adapter, contrast).logits, target, output)
     if not bool(torch.isfinite(other).all()):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from twopath.mechanistic.patching import shape_problem
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.interventions import MaskedAblation
 from twopath.types import Component, Example, TwopathError
@@ -72,8 +73,9 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
     reference = None
     if corrupted is not None:
         reference = adapter.forward_inputs(corrupted)
-        if any(reference[k].shape != inputs[k].shape for k in inputs):
-            raise TwopathError("the corrupted input must have the same shape as the example")
+        problem = shape_problem(adapter, inputs, reference)
+        if problem:
+            raise TwopathError(f"the corrupted input {problem}")
     masked = MaskedAblation(adapter, candidates, reference)
     n = len(candidates)
     max_size = max_size or max(20, n // 4)

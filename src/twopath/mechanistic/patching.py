@@ -117,18 +117,27 @@ class ActivationPatching(InterventionMethod):
 
 
 
+def shape_problem(adapter: Any, clean_in: dict[str, torch.Tensor], other_in: dict[str, torch.Tensor]) -> str | None:
+    """Why two inputs cannot be patched into each other (``None`` when they can): their shapes
+    differ (for text, their numbers of tokens)."""
+    for key in clean_in:
+        if clean_in[key].shape != other_in[key].shape:
+            if adapter.positional:
+                return (f"has {other_in[key].shape[-1]} tokens where the input has {clean_in[key].shape[-1]}; "
+                        "patching needs the same number of tokens")
+            return f"has shape {tuple(other_in[key].shape)} where the input has {tuple(clean_in[key].shape)}"
+    return None
+
+
 def check_contrast(adapter: Any, example: Example, corrupted: Example, direction: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
     """Model inputs of both runs, checked to line up, and the resolved patching direction."""
     if direction not in DIRECTIONS:
         raise TwopathError(f"unknown patching direction {direction!r}; expected one of {list(DIRECTIONS)}")
     clean_in = adapter.forward_inputs(example)
     corrupt_in = adapter.forward_inputs(corrupted)
-    for key in clean_in:
-        if clean_in[key].shape != corrupt_in[key].shape:
-            raise TwopathError(
-                f"the corrupted input must have the same shape as the clean one "
-                f"({tuple(corrupt_in[key].shape)} vs {tuple(clean_in[key].shape)}); for text, the same number of tokens"
-            )
+    problem = shape_problem(adapter, clean_in, corrupt_in)
+    if problem:
+        raise TwopathError(f"the corrupted input {problem}")
     if direction == "auto":
         direction = "denoise" if adapter.positional else "noise"
     return clean_in, corrupt_in, direction
