@@ -22,7 +22,7 @@ install: $(VENV)/.installed  ## create .venv and install twopath with its dev to
 
 demo: install  ## train or load the reference models and write both seed reports to $(OUT)/
 	$(VENV)/bin/twopath reproduce all --out $(OUT) --seed $(SEED)
-	@echo "open $(OUT)/sentiment/report.html, $(OUT)/sentiment-gpt2/report.html and $(OUT)/loan/report.html"
+	@echo "open $(OUT)/sentiment/report.html and $(OUT)/loan/report.html (the decoder: twopath reproduce sentiment-gpt2)"
 
 test: install  ## run the default test suite (slow tests excluded)
 	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests were collected"; exit 1; fi; exit $$rc
