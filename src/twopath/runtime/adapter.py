@@ -46,6 +46,16 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float64).numpy()
 
 
+def position_scores(scores: Any) -> np.ndarray:
+    """Scores per position from an attribution over the embedding (summed over its width)."""
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach()
+        if scores.dim() == 3:
+            scores = scores.sum(-1)[0]
+        return scores.float().cpu().numpy()
+    return np.asarray(scores)
+
+
 @dataclass(frozen=True)
 class Target:
     """The explained class, resolved once: its index in the logits and its label."""

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from twopath.runtime.adapter import Inputs, ModelAdapter, Site
+from twopath.runtime.adapter import Inputs, ModelAdapter, Site, position_scores
 from twopath.types import Component, Example, TwopathError
 
 CONFIG_FILE = "twopath_tabular.json"
@@ -310,7 +310,7 @@ class TorchTabularClassifier(ModelAdapter):
         return centre[..., None]
 
     def merge_to_units(self, example: Example, scores: Any) -> np.ndarray:
-        values = _position_scores(scores)
+        values = position_scores(scores)
         return self.merge_columns(values.ravel())
 
     # --- examples -------------------------------------------------------------------------
@@ -431,13 +431,3 @@ def fitted_preprocessor(numeric: Sequence[str], categories: Mapping[str, Sequenc
     scaler.scale_ = np.asarray(scale, dtype=float)
     scaler.var_ = scaler.scale_**2
     return preprocessor
-
-
-def _position_scores(scores: Any) -> np.ndarray:
-    """Scores per position from an attribution over the embedding (summed over its width)."""
-    if isinstance(scores, torch.Tensor):
-        scores = scores.detach()
-        if scores.dim() == 3:
-            scores = scores.sum(-1)[0]
-        return scores.float().cpu().numpy()
-    return np.asarray(scores)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from twopath.runtime.adapter import Inputs, ModelAdapter, Site
+from twopath.runtime.adapter import Inputs, ModelAdapter, Site, position_scores
 from twopath.runtime.families import Family, _get, family_for
 from twopath.runtime.hooks import first_tensor
 from twopath.types import Component, Example, TwopathError
@@ -334,7 +334,7 @@ class HFTextClassifier(ModelAdapter):
             return self.embedding_layer()(self.baseline_ids(inp, kind))
 
     def merge_to_units(self, example: Example, scores: Any) -> np.ndarray:
-        values = _position_scores(scores)
+        values = position_scores(scores)
         return self.encode(self.check_example(example)).merge(values)
 
     def attention_weights(self, inputs: Inputs) -> tuple[torch.Tensor, ...]:
@@ -693,16 +693,6 @@ def _absent_token_id(tokenizer: Any) -> int:
         if value is not None:
             return int(value)
     raise TwopathError("the tokenizer has no mask, unknown or pad token to stand for an absent word")
-
-
-def _position_scores(scores: Any) -> np.ndarray:
-    """Scores per position from an attribution over the embedding (summed over its width)."""
-    if isinstance(scores, torch.Tensor):
-        scores = scores.detach()
-        if scores.dim() == 3:
-            scores = scores.sum(-1)[0]
-        return scores.float().cpu().numpy()
-    return np.asarray(scores)
 
 
 def _under(name: str, prefix: str) -> bool:
