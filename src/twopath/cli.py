@@ -514,6 +514,11 @@ def methods() -> None:
             typer.echo(f"  {entry.name:<26} [{', '.join(entry.modalities)}]  {entry.summary}{extra}")
 
 
+from twopath.cli_evaluate import register as _register_evaluate  # noqa: E402 (typer only; the body imports lazily)
+
+_register_evaluate(app)
+
+
 def main() -> None:
     app(prog_name="twopath")
 
