@@ -149,27 +149,30 @@ def run_evaluate(*, model: Path, data: Path, out: Path, text_column: str | None,
     reference = _background(background, dataset, modality, seed)
     say = cli._say(quiet)
 
-    # 2. the model, once here: checks that need it (layers, background rows)
     spec = engines.ModelSpec(kind, str(model), tuple(reference), facts.get("template"), tuple(facts.get("words", ())),
                              batch_size=batch_size)
+    manifest = {"model_hash": store.model_hash(model), "model_name": facts["name"], "kind": kind,
+                "labels": list(facts["labels"]), "template": facts.get("template"), "input_columns": dataset.columns,
+                "label_column": label_column, "id_column": id_column, "methods": names, "settings": settings,
+                "seed": seed, "background_hash": store.settings_hash({"background": list(reference)}),
+                "batch_size": batch_size, "pipeline": "dataset/1"}
+    found = store.Store.check(out, manifest)  # another run's settings: refused before the model loads
+    from twopath.evaluation import input_hash
+
+    ids = [e.id for e in dataset.examples]
+    done = store.Store(out, found).done() if found is not None else {}
+    todo = store.pending(ids, [input_hash(e.raw) for e in dataset.examples], done)  # changed data: refused
+
+    # 2. the model, once here: checks that need it (layers, background rows)
     say(f"opening {model}")
     adapter = spec.open()
     v.check_layers({"settings": settings}, adapter.n_layers)
     if modality == "tabular":
         adapter.frame(adapter.background)  # a bad background row is one line now
-    manifest = {"model_hash": store.model_hash(model), "model_name": facts["name"], "kind": kind,
-                "labels": list(adapter.labels), "template": facts.get("template"), "input_columns": dataset.columns,
-                "label_column": label_column, "id_column": id_column, "methods": names, "settings": settings,
-                "seed": seed, "background_hash": store.settings_hash({"background": list(reference)}),
-                "batch_size": batch_size, "pipeline": "dataset/1"}
     st = store.Store.open(out, manifest)
     st.clean_partial()
 
     # 3. what is left to do, on the engine; each finished chunk goes to the store
-    ids = [e.id for e in dataset.examples]
-    from twopath.evaluation import input_hash
-
-    todo = store.pending(ids, [input_hash(e.raw) for e in dataset.examples], st.done())
     items = [(dataset.rows[i], dataset.examples[i], dataset.golds[i]) for i in todo]
     size = engines.chunk_size(len(items), workers)
     work = engines.chunks(items, size)

@@ -66,6 +66,11 @@ def require_pyarrow() -> None:
         raise TwopathError("twopath evaluate stores results as Parquet and needs pyarrow: pip install pyarrow") from None
 
 
+def _normal(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as JSON would give them back (tuples as lists), so a reread manifest compares equal."""
+    return dict(json.loads(json.dumps({"format": FORMAT, **settings}, sort_keys=True, default=str)))
+
+
 def settings_hash(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -128,29 +133,41 @@ class Store:
         self.root = root
         self.manifest = manifest
 
+    @staticmethod
+    def check(root: str | Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The existing manifest at ``root`` if it holds ``settings`` (``None``: no store yet);
+        a store made with other settings is one line naming what differs. Writes nothing."""
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            return None
+        try:
+            found = json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise TwopathError(f"{path} is not a readable manifest ({err}); give another --out") from None
+        wanted = _normal(settings)
+        if not isinstance(found, dict) or found.get("settings_hash") != settings_hash(wanted):
+            old = found.get("settings") if isinstance(found, dict) and isinstance(found.get("settings"), dict) else {}
+            differ = sorted(k for k in set(old) | set(wanted) if old.get(k) != wanted.get(k))
+            raise TwopathError(f"--out {root} holds results made with other settings (they differ in "
+                               f"{', '.join(differ) or 'the format'}); results with different settings never mix: "
+                               "give another --out or delete that folder")
+        return found
+
     @classmethod
     def open(cls, root: str | Path, settings: Mapping[str, Any]) -> Store:
-        """The store for ``settings`` at ``root``: a new one, or the existing one if its
-        manifest holds the same settings (otherwise one line naming what differs)."""
+        """The store for ``settings`` at ``root``: the existing one if its manifest holds the
+        same settings (otherwise one line naming what differs), or a new one."""
         require_pyarrow()
         root = Path(root)
-        wanted = {"format": FORMAT, "settings_hash": settings_hash(settings), "settings": json.loads(json.dumps(settings, default=str))}
-        path = root / MANIFEST
-        if path.is_file():
-            try:
-                found = json.loads(path.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise TwopathError(f"{path} is not a readable manifest ({err}); give another --out") from None
-            if found.get("settings_hash") != wanted["settings_hash"]:
-                old = found.get("settings", {}) if isinstance(found.get("settings"), dict) else {}
-                differ = sorted(k for k in set(old) | set(wanted["settings"]) if old.get(k) != wanted["settings"].get(k))
-                raise TwopathError(f"--out {root} holds results made with other settings (they differ in "
-                                   f"{', '.join(differ) or 'the format'}); results with different settings never mix: "
-                                   "give another --out or delete that folder")
+        found = cls.check(root, settings)
+        if found is not None:
             return cls(root, found)
+        wanted = _normal(settings)
+        manifest = {"format": FORMAT, "settings_hash": settings_hash(wanted), "settings": wanted}
         root.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(wanted, indent=2, sort_keys=True).encode())
-        return cls(root, wanted)
+        write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        return cls(root, manifest)
 
     @classmethod
     def existing(cls, root: str | Path) -> Store:
