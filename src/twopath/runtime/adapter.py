@@ -77,6 +77,17 @@ class Site:
     unflatten: nn.Module | None = None
 
 
+@dataclass(frozen=True)
+class ParameterSlice:
+    """Entries ``start:stop`` along axis ``dim`` of the model parameter ``name`` (as in
+    ``model.named_parameters()``): part of what one component owns (``parameter_slices``)."""
+
+    name: str
+    dim: int
+    start: int
+    stop: int
+
+
 class ModelAdapter(ABC):
     """The one interface the methods, comparisons and reports program against.
 
@@ -297,6 +308,15 @@ class ModelAdapter(ABC):
     def parameter_blocks(self, embeddings: bool = False) -> list[tuple[str, tuple[str, ...]]]:
         """The model's parameter groups from the output down, as (label, module-name prefixes):
         the head, then each layer from the last (and the embeddings, if asked)."""
+
+    def parameter_slices(self, component: Component) -> list[ParameterSlice]:
+        """The parameters that belong to one component (editing): a head's rows of the query,
+        key and value projections (its key/value head's in grouped-query attention) and its
+        columns of the output projection; an MLP neuron's rows of the up (and gate) projection
+        and its column of the down projection; a tabular neuron's incoming weights and bias and
+        its outgoing weights. Shared parameters (norms, the output projection's bias) belong to
+        no component."""
+        raise TwopathError(f"{self.architecture}: components do not name their parameters")
 
     # --- partial forward passes (used by the Trace) -----------------------------------------
 

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from twopath.runtime.adapter import Inputs, ModelAdapter, Site, position_scores
+from twopath.runtime.adapter import Inputs, ModelAdapter, ParameterSlice, Site, position_scores
 from twopath.types import Component, Example, TwopathError
 
 CONFIG_FILE = "twopath_tabular.json"
@@ -385,6 +385,22 @@ class TorchTabularClassifier(ModelAdapter):
         blocks: list[tuple[str, tuple[str, ...]]] = [("output", (linears[-1],))]
         blocks += [(f"L{i}", (linears[i],)) for i in reversed(range(len(linears) - 1))]
         return blocks
+
+    def parameter_slices(self, component: Component) -> list[ParameterSlice]:
+        """Neuron ``LlNi``: row ``i`` of the ``Linear`` computing hidden layer ``l`` (weight and
+        bias: its incoming weights) and column ``i`` of the next ``Linear`` (its outgoing ones)."""
+        if component.kind != "neuron":
+            raise TwopathError(f"{component}: in a tabular MLP only neurons own parameters of their own")
+        layer = self._check_layer(component.layer)
+        if component.index is None or not 0 <= component.index < self.widths[layer]:
+            raise TwopathError(f"{component}: hidden layer {layer} has {self.widths[layer]} neurons")
+        linears = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)]
+        i = component.index
+        incoming, outgoing = linears[layer], linears[layer + 1]
+        slices = [ParameterSlice(f"{incoming}.weight", 0, i, i + 1)]
+        if self.model.get_submodule(incoming).bias is not None:
+            slices.append(ParameterSlice(f"{incoming}.bias", 0, i, i + 1))
+        return [*slices, ParameterSlice(f"{outgoing}.weight", 1, i, i + 1)]
 
     def _check_layer(self, layer: int) -> int:
         if not 0 <= layer < self.n_layers:

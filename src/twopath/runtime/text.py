@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from twopath.runtime.adapter import Inputs, ModelAdapter, Site, position_scores
+from twopath.runtime.adapter import Inputs, ModelAdapter, ParameterSlice, Site, position_scores
 from twopath.runtime.families import Family, _get, family_for
+from twopath.runtime.families import parameter_slices as block_parameter_slices
 from twopath.runtime.hooks import first_tensor
 from twopath.types import Component, Example, TwopathError
 
@@ -402,6 +403,21 @@ class HFTextClassifier(ModelAdapter):
             n_pos = int(inputs["input_ids"].shape[1])
             return [Component("resid", layer, position=p) for layer in range(self.n_layers) for p in range(n_pos)]
         raise TwopathError(f"unknown component kind {kind!r} for a text model")
+
+    def parameter_slices(self, component: Component) -> list[ParameterSlice]:
+        """A head's or neuron's slices of its block's projections (:func:`families.parameter_slices`);
+        ALBERT's shared block: the same parameters at every layer."""
+        layer = self._check_layer(component.layer)
+        if component.kind not in ("head", "neuron"):
+            raise TwopathError(f"{component}: only heads and neurons own parameters of their own")
+        limit = self.n_heads if component.kind == "head" else self.mlp_width(layer)
+        if component.index is None or not 0 <= component.index < limit:
+            raise TwopathError(f"{component}: layer {layer} has {limit} {component.kind}s")
+        block = self.layer_modules[layer]
+        prefix = {id(m): name for name, m in self.model.named_modules()}[id(block)]
+        return [ParameterSlice(f"{prefix}.{s.module}.{s.param}", s.dim, s.start, s.stop)
+                for s in block_parameter_slices(self.family, block, component.kind, component.index,
+                                                self.n_heads, self.head_dim())]
 
     def _check_layer(self, layer: int) -> int:
         if not 0 <= layer < self.n_layers:

@@ -1,0 +1,244 @@
+"""Edit tasks: what an edit should forget, what it must keep, and how both are measured.
+
+Every edit twopath runs is one shape: **counterfactual invariance**. A *group* is a list of raw
+inputs that differ only in the thing to forget — an applicant with ``white=1`` and the same
+applicant with ``white=0``; a sentence with a word and without it. After the edit the model
+should give every member of a group the same decision (the *forget* term), and that decision
+should be what the original model gave on average over the group, so everything else the model
+knew stays (the *maintain* term). The same groups, built from inputs the edit never saw, measure
+the edit: the mean spread of the target probability within a group is the **counterfactual
+gap**, and the share of groups whose decision differs between members is the **flip share**.
+
+:func:`feature_task` builds the groups for a tabular feature (two values, e.g. ``white`` 1 vs 0,
+``credit_score`` 720 vs 600) and :func:`word_task` for a word of a text model (present vs
+deleted). Each also builds the *robustness* groups (inputs of another form: applicants with
+extreme values of the other features; the word in other casing, paraphrases and new contexts)
+and the *relearning* split (half of the training inputs with their original labels to fine-tune
+on, the other half's groups to measure how much of the gap returns).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twopath.types import TwopathError
+
+Group = list[Any]
+
+#: contexts the word is put into for the "new contexts" robustness probe (never seen in training)
+WORD_CONTEXTS = ("It was {w}.", "{W}, really.", "I thought the whole thing was {w}.",
+                 "A {w} film overall.", "Honestly {w}.", "The ending was {w} and the cast was fine.")
+
+
+@dataclass
+class EditTask:
+    """Everything an edit and its measurement need, as raw inputs of the adapter."""
+
+    name: str
+    #: index of the class whose probability is measured (the decision)
+    target: int
+    #: the feature or word the edit forgets (for the bridge: the input unit it names)
+    focus: str
+    train_groups: list[Group]
+    heldout_groups: list[Group]
+    heldout: list[Any]
+    heldout_labels: np.ndarray
+    #: unrelated inputs whose original predictions the maintain term keeps
+    maintain: list[Any] = field(default_factory=list)
+    #: robustness probes: groups of inputs of another form, by name
+    robust_groups: dict[str, list[Group]] = field(default_factory=dict)
+    #: inputs whose decisions should agree with the original's group-mean decision
+    agreement_groups: list[Group] = field(default_factory=list)
+    relearn_inputs: list[Any] = field(default_factory=list)
+    relearn_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    relearn_groups: list[Group] = field(default_factory=list)
+    #: (clean, contrast) inputs of the same shape, for the localizations that need a contrast
+    pairs: list[tuple[Any, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --- tabular: one feature ---------------------------------------------------------------------
+
+def _rows(frame: pd.DataFrame, features: Sequence[str]) -> list[dict[str, Any]]:
+    return [dict(zip(features, values, strict=True)) for values in frame[list(features)].itertuples(index=False)]
+
+
+def _groups(rows: Sequence[dict[str, Any]], feature: str, values: Sequence[Any]) -> list[Group]:
+    return [[{**row, feature: v} for v in values] for row in rows]
+
+
+def _feature_values(adapter: Any, frame: pd.DataFrame, feature: str, values: Sequence[Any] | None) -> list[Any]:
+    if feature not in adapter.features:
+        raise TwopathError(f"unknown feature {feature!r}; the table has {list(adapter.features)}")
+    if values is not None:
+        if len(values) < 2 or len(set(values)) < len(values):
+            raise TwopathError(f"the forget values of {feature} must be at least two distinct values, got {list(values)}")
+        return list(values)
+    if feature in adapter.categories:
+        return list(adapter.categories[feature])
+    distinct = sorted(set(frame[feature].astype(float)))
+    if len(distinct) == 2:
+        return distinct
+    lo, hi = np.quantile(frame[feature].astype(float), [0.1, 0.9])
+    return [float(lo), float(hi)]
+
+
+def feature_task(adapter: Any, train: pd.DataFrame, heldout: pd.DataFrame, feature: str, label: str,
+                 values: Sequence[Any] | None = None, target: str | int = 1, n_train: int = 1000,
+                 n_heldout: int = 500, n_pairs: int = 8, seed: int = 0) -> EditTask:
+    """Forget ``feature``: its ``values`` (default: the two values of a binary feature, every
+    category, or the 10th and 90th percentile) should give the same decision.
+
+    ``train`` rows feed the edit (the first half also the relearning, the second half its
+    measurement); ``heldout`` rows measure it. ``label`` is the outcome column (accuracy, AUC
+    and the relearning labels).
+    """
+    for frame, what in ((train, "training"), (heldout, "held-out")):
+        if label not in frame.columns:
+            raise TwopathError(f"the {what} table has no label column {label!r}")
+        if len(frame) < 4:
+            raise TwopathError(f"the {what} table needs at least 4 rows, got {len(frame)}")
+    values = _feature_values(adapter, train, feature, values)
+    features = list(adapter.features)
+    rng = np.random.default_rng(seed)
+    train = train.iloc[rng.permutation(len(train))[:n_train]]
+    heldout = heldout.iloc[rng.permutation(len(heldout))[:n_heldout]]
+    train_rows, held_rows = _rows(train, features), _rows(heldout, features)
+    half = len(train_rows) // 2
+    return EditTask(
+        name=f"forget {feature}",
+        target=adapter.target(target).index,
+        focus=feature,
+        train_groups=_groups(train_rows, feature, values),
+        heldout_groups=_groups(held_rows, feature, values),
+        heldout=held_rows,
+        heldout_labels=heldout[label].to_numpy().astype(int),
+        robust_groups={"extreme other features": _groups(_extremes(adapter, train, held_rows, feature), feature, values)},
+        agreement_groups=_groups(_resampled(adapter, held_rows, feature, rng), feature, values),
+        relearn_inputs=train_rows[:half],
+        relearn_labels=train[label].to_numpy().astype(int)[:half],
+        relearn_groups=_groups(train_rows[half:], feature, values),
+        pairs=[({**row, feature: values[0]}, {**row, feature: values[-1]}) for row in train_rows[:n_pairs]],
+        meta={"feature": feature, "values": [_plain(v) for v in values], "n_train": len(train_rows),
+              "n_heldout": len(held_rows)},
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _extremes(adapter: Any, train: pd.DataFrame, rows: Sequence[dict[str, Any]], feature: str) -> list[dict[str, Any]]:
+    """Each held-out row with one other numeric feature (in turn) at its 1st or 99th percentile."""
+    others = [f for f in adapter.numeric if f != feature]
+    if not others:
+        return list(rows)
+    out = []
+    for i, row in enumerate(rows):
+        other = others[i % len(others)]
+        q = 0.01 if (i // len(others)) % 2 == 0 else 0.99
+        out.append({**row, other: float(np.quantile(train[other].astype(float), q))})
+    return out
+
+
+def _resampled(adapter: Any, rows: Sequence[dict[str, Any]], feature: str, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Each held-out row with one other feature (in turn) taken from another random row."""
+    others = [f for f in adapter.features if f != feature]
+    donors = rng.permutation(len(rows))
+    return [{**row, others[i % len(others)]: rows[int(donors[i])][others[i % len(others)]]}
+            for i, row in enumerate(rows)] if others else list(rows)
+
+
+# --- text: one word ---------------------------------------------------------------------------
+
+def _word_re(word: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w']){re.escape(word)}(?![\w'])", re.IGNORECASE)
+
+
+def has_word(text: str, word: str) -> bool:
+    return _word_re(word).search(text) is not None
+
+
+def delete_word(text: str, word: str) -> str:
+    """``text`` with every occurrence of ``word`` (any casing) removed, spaces tidied."""
+    out = _word_re(word).sub("", text)
+    return re.sub(r"\s+([,.;:!?])", r"\1", re.sub(r"\s{2,}", " ", out)).strip()
+
+
+def recase(text: str, word: str, style: str) -> str:
+    fix = {"upper": str.upper, "title": str.capitalize}[style]
+    return _word_re(word).sub(lambda m: fix(m.group(0)), text)
+
+
+def _word_groups(texts: Sequence[str], word: str) -> list[Group]:
+    return [[t, delete_word(t, word)] for t in texts]
+
+
+def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[int], heldout_texts: Sequence[str],
+              heldout_labels: Sequence[int], word: str, target: str | int = 1, n_train: int = 200,
+              n_heldout: int = 200, n_maintain: int = 200, n_pairs: int = 4, seed: int = 0) -> EditTask:
+    """Forget ``word``: a sentence and the same sentence without the word should get the same
+    decision. Sentences with the word feed the forget term; as many without it, the maintain
+    term (their original predictions kept)."""
+    from twopath.comparisons.edit_test import paraphrases
+
+    word = word.strip()
+    if not word or len(word.split()) != 1:
+        raise TwopathError(f"the word to forget must be one word, got {word!r}")
+    rng = np.random.default_rng(seed)
+    train_texts, heldout_texts = [str(t) for t in train_texts], [str(t) for t in heldout_texts]
+    with_word = [i for i, t in enumerate(train_texts) if has_word(t, word)]
+    held_with = [i for i, t in enumerate(heldout_texts) if has_word(t, word)]
+    if not held_with:
+        raise TwopathError(f"the word {word!r} is in no held-out sentence")
+    if len(with_word) < 2:
+        raise TwopathError(f"the word {word!r} is in fewer than 2 training sentences")
+    train_pick = [with_word[i] for i in rng.permutation(len(with_word))[:n_train]]
+    held_pick = [held_with[i] for i in rng.permutation(len(held_with))[:n_heldout]]
+    without = [i for i, t in enumerate(train_texts) if not has_word(t, word)]
+    maintain = [train_texts[without[i]] for i in rng.permutation(len(without))[:n_maintain]]
+    train_sents = [train_texts[i] for i in train_pick]
+    held_sents = [heldout_texts[i] for i in held_pick]
+    labels = np.asarray(train_labels, dtype=int)
+    half = len(train_sents) // 2
+    para = [p for t in held_sents for p in paraphrases(t) if has_word(p, word)]
+    contexts = [c.format(w=word.lower(), W=word.capitalize()) for c in WORD_CONTEXTS]
+    held_all = rng.permutation(len(heldout_texts))[:n_heldout]
+    pairs = []
+    for text in train_sents[:n_pairs]:
+        example = _example(text)
+        units = [i for i, u in enumerate(adapter.units(example)) if u.lower() == word.lower()]
+        if units:
+            pairs.append((text, adapter.without_units(example, units).raw))
+    return EditTask(
+        name=f"forget the word {word!r}",
+        target=adapter.target(target).index,
+        focus=word,
+        train_groups=_word_groups(train_sents, word),
+        heldout_groups=_word_groups(held_sents, word),
+        heldout=[heldout_texts[i] for i in held_all],
+        heldout_labels=np.asarray(heldout_labels, dtype=int)[held_all],
+        maintain=maintain,
+        robust_groups={
+            "other casing": [[recase(t, word, s), delete_word(t, word)] for t in held_sents for s in ("upper", "title")],
+            "paraphrases": _word_groups(para, word),
+            "new contexts": _word_groups(contexts, word),
+        },
+        relearn_inputs=train_sents[:half],
+        relearn_labels=labels[[train_pick[i] for i in range(half)]],
+        relearn_groups=_word_groups(train_sents[half:], word),
+        pairs=pairs,
+        meta={"word": word, "n_train": len(train_sents), "n_heldout": len(held_sents), "n_maintain": len(maintain)},
+    )
+
+
+def _example(text: str) -> Any:
+    from twopath.types import Example
+
+    return Example("edit-pair", text)
