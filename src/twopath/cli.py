@@ -272,7 +272,7 @@ def raise_error(message: str) -> None:
 
 @app.command()
 def reproduce(
-    task: Annotated[str, typer.Argument(help="sentiment, loan, hmda, sentiment-gpt2, or all (= sentiment, loan, hmda)")],
+    task: Annotated[str, typer.Argument(help="sentiment, loan, hmda, sentiment-gpt2, agreement, or all (= sentiment, loan, hmda)")],
     out: Annotated[Path, typer.Option(help="output folder; one sub-folder per task")] = Path("reports"),
     seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds (0 to 2**32 - 1)")] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
@@ -284,10 +284,10 @@ def reproduce(
     def action() -> None:
         from twopath import validation as v
 
-        from_tasks = ("sentiment", "loan", "hmda", "sentiment-gpt2")
+        from_tasks = ("sentiment", "loan", "hmda", "sentiment-gpt2", "agreement")
         if task != "all" and task not in from_tasks:
             raise_error(f"unknown task {v.shown(task)}; expected one of {', '.join(from_tasks)} or all")
-        # "all" is the demo set; the reference decoder stays one command away (it adds minutes)
+        # "all" is the demo set; the reference decoders stay one command away (they add minutes)
         chosen = ["sentiment", "loan", "hmda"] if task == "all" else [task]
         v.check_seed(seed)
         fmt = v.check_formats(formats, v.REPORT_FORMATS)

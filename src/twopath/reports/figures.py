@@ -438,6 +438,29 @@ class DLADisplay:
         return ax
 
 
+@dataclass
+class AgreementAttentionDisplay:
+    """The named agreement head's attention from the verb position over the seed sentence."""
+
+    head: str
+    tokens: list[str]
+    weights: list[float]
+
+    @classmethod
+    def from_result(cls, result: ExampleResult) -> AgreementAttentionDisplay:
+        att = _table(result, "mechanisms")["agreement_attention"]
+        return cls(str(att["head"]), list(att["tokens"]), [float(w) for w in att["weights"]])
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = _axes(ax, (0.6 * len(self.tokens) + 2.0, 3.0))
+        ax.bar(range(len(self.tokens)), self.weights, color=INTERNAL_GREEN)
+        ax.set_xticks(range(len(self.tokens)), self.tokens, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("attention weight")
+        ax.set_title(f"{self.head}: attention from the verb position (the last token)", fontsize=9)
+        return ax
+
+
 def report_figures(result: ExampleResult) -> dict[str, str]:
     """Every figure of one example as base64 PNG, keyed by name."""
     _plt()  # the Agg backend: no display needed
@@ -455,6 +478,7 @@ def report_figures(result: ExampleResult) -> dict[str, str]:
         ("bridges", lambda: BridgeDisplay.from_result(result)),
         ("logit_lens", lambda: LensDisplay.from_result(result)),
         ("direct_logit_attribution", lambda: DLADisplay.from_result(result)),
+        ("agreement_attention", lambda: AgreementAttentionDisplay.from_result(result)),
     ]
     for name, build in builders:
         try:

@@ -117,6 +117,13 @@ def _mechanisms(result: ExampleResult) -> dict[str, Table]:
                                   f"Attention share from the reading token (an encoder's first token, a decoder's last) to positive / negative lexicon words, over "
                                   f"held-out sentences ({mech.get('enrichment_sentences')}), as a multiple of the uniform share.",
                                   pd.DataFrame(mech["head_enrichment"]))
+    if "agreement_heads" in mech:
+        out["agreement_heads"] = ("Heads: subject-verb agreement",
+                                  f"Per head over {mech.get('agreement_sentences')} held-out sentences with an opposite-number "
+                                  "attractor: attention from the verb position to the subject noun and to the attractor "
+                                  "(share, and multiple of the uniform share), mean drop of the correct verb's logit difference "
+                                  "when mean-ablated, and share of the clean-vs-flipped gap moved by patching the head alone "
+                                  "from the number-flipped sentence.", pd.DataFrame(mech["agreement_heads"]))
     if "late_clusters" in mech:
         out["late_clusters"] = ("Last-layer neuron clusters and the seed's phrases",
                                 "Cluster activation change caused by each phrase (activation with it minus without it) and the "

@@ -128,3 +128,54 @@ def patching_flips(layers: Sequence[Mapping[str, Any]], sparse: float = 0.25) ->
                  f"whole hidden layer patched: flips at {len(whole)} of {len(layers)} layers; neurons needed per layer: {parts}",
                  f"supported if patching at most {sparse:.0%} of one layer's neurons flips the decision; partly if only "
                  "whole-layer patching flips it", verdict)
+
+
+def subject_is_top_word(seed_top: str, subject: str, top_share: float, above_share: float, n: int,
+                        strong: float = 0.8) -> Claim:
+    """Input path on agreement: is the subject noun the top word, above the attractor?"""
+    verdict = (SUPPORTED if seed_top == subject and top_share >= strong else
+               PARTLY if above_share >= strong else NOT_SUPPORTED)
+    return Claim("input path: the subject noun is the word that decides the verb, above the attractor",
+                 f"seed sentence: top word by SHAP is '{seed_top}' (subject '{subject}'); over {n} held-out sentences "
+                 f"with an opposite-number attractor (occlusion): subject is the top word in {top_share:.0%}, scores "
+                 f"above the attractor in {above_share:.0%}",
+                 f"supported if the seed's top word is the subject and the subject is the top word in >= {strong:.0%} of the "
+                 f"held-out sentences; partly if it scores above the attractor in >= {strong:.0%}", verdict)
+
+
+def head_carries_agreement(heads: Sequence[Mapping[str, Any]], top_k: int = 3, min_enrichment: float = 2.0,
+                           min_share: float = 0.25) -> tuple[Claim, str]:
+    """'Attention head 3.7 carries the subject-verb agreement signal' (the seed's LLM example).
+
+    ``heads`` has one row per head with ``component``, ``subject_enrichment`` (attention from the
+    verb position to the subject noun over its uniform share), ``ablation`` (mean drop of the
+    correct verb's logit difference when mean-ablated) and ``patching_share`` (mean share of the
+    clean-vs-flipped gap moved by patching the head alone from the number-flipped sentence).
+    Returns the claim and the head it names.
+    """
+    by_ablation = [r["component"] for r in sorted(heads, key=lambda r: -r["ablation"])[:top_k]]
+    by_patching = [r["component"] for r in sorted(heads, key=lambda r: -r["patching_share"])[:top_k]]
+
+    def checks(row: Mapping[str, Any]) -> tuple[bool, bool, bool]:
+        return (row["subject_enrichment"] >= min_enrichment,
+                row["component"] in by_ablation and row["component"] in by_patching,
+                row["patching_share"] >= min_share)
+
+    def strength(row: Mapping[str, Any]) -> tuple[int, int, float]:
+        i, ii, iii = checks(row)
+        return (int(i and ii and iii), int(i) * (int(ii) + int(iii)), row["patching_share"])
+
+    best = max(heads, key=strength)
+    i, ii, iii = checks(best)
+    verdict = SUPPORTED if i and ii and iii else PARTLY if i and (ii or iii) else NOT_SUPPORTED
+    name = best["component"]
+    measured = (f"{name}: attention from the verb position to the subject noun {best['subject_enrichment']:.2f}x its uniform "
+                f"share; mean-ablation drop {best['ablation']:+.3f} (logit diff); patching it alone from the number-flipped "
+                f"sentence moves {best['patching_share']:.0%} of the gap; top {top_k} heads by ablation: "
+                f"{', '.join(by_ablation)}; by patching: {', '.join(by_patching)}")
+    return Claim("one attention head carries the subject-verb agreement signal", measured,
+                 f"supported if a head (i) attends from the verb position to the subject noun >= {min_enrichment}x its uniform "
+                 f"share over held-out sentences, (ii) is among the top {top_k} heads both by mean ablation and by patching "
+                 f"from the number-flipped sentence, and (iii) patching that head alone from the flipped sentence moves "
+                 f">= {min_share:.0%} of the clean-vs-flipped logit-difference gap toward the other verb; partly if (i) and "
+                 "one of (ii)/(iii) hold", verdict), name

@@ -20,7 +20,7 @@ from twopath.pipeline import Say, explain
 from twopath.types import Attribution, Example, Report, TwopathError
 
 Progress = Callable[[int, int], None]
-TASKS = ("sentiment", "loan", "hmda", "sentiment-gpt2")
+TASKS = ("sentiment", "loan", "hmda", "sentiment-gpt2", "agreement")
 
 
 def _versions() -> dict[str, str]:
@@ -231,8 +231,11 @@ def nearest_contrast(adapter: Any, frame: Any, row: int) -> int | None:
 
 def run_task(name: str, seed: int = 0, say: Say = print, dataset_size: int | None = None,
              progress: Progress | None = None) -> Report:
+    from twopath.seed.agreement import agreement_task
+
     runners: dict[str, Callable[..., Report]] = {"sentiment": sentiment, "loan": loan, "hmda": hmda,
-                                                 "sentiment-gpt2": partial(sentiment, model="gpt2")}
+                                                 "sentiment-gpt2": partial(sentiment, model="gpt2"),
+                                                 "agreement": agreement_task}
     if name not in runners:
         raise TwopathError(f"unknown task {name!r}; expected one of {list(TASKS)} or all")
     return runners[name](seed=seed, say=say, dataset_size=dataset_size, progress=progress)
