@@ -1,0 +1,49 @@
+"""The same store whatever the engine and the number of workers.
+
+One store per engine on a tiny BERT and six rows (one of them bad): in this process (1 worker),
+a process pool of 2, and Ray with 2 actors (a local Ray of 2 CPUs, no dashboard). Each example
+has its own seed, and the store reads back in a fixed order, so every table is identical.
+Start-up dominates (spawned processes import torch; Ray starts in seconds), so there are few runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.datasets.test_evaluate import LIGHT, evaluate, rows, summary, text_args
+from tests.datasets.test_evaluate import text_csv as text_csv  # noqa: F401 (fixtures)
+from tests.datasets.test_evaluate import text_model as text_model  # noqa: F401
+
+pytest.importorskip("pyarrow")
+
+
+@pytest.fixture(scope="module")
+def one_worker(text_model, text_csv, tmp_path_factory) -> Path:  # noqa: F811
+    out = tmp_path_factory.mktemp("engines") / "local-1"
+    evaluate(*text_args(text_model, text_csv, out, "--methods", LIGHT, "--seed", 7))
+    return out
+
+
+def test_two_local_workers_give_the_one_worker_store(one_worker, text_model, text_csv, tmp_path):  # noqa: F811
+    out = tmp_path / "local-2"
+    evaluate(*text_args(text_model, text_csv, out, "--methods", LIGHT, "--seed", 7, "--workers", 2))
+    run = json.loads((out / "run.json").read_text())
+    assert (run["engine"], run["workers"], run["computed"]) == ("local", 2, 6)
+    assert len(list((out / "shards").iterdir())) > 1  # the work really was split
+    assert rows(out) == rows(one_worker)
+    assert summary(out) == summary(one_worker)
+
+
+def test_ray_with_two_workers_gives_the_local_store(one_worker, text_model, text_csv, tmp_path):  # noqa: F811
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "ray-2"
+    evaluate(*text_args(text_model, text_csv, out, "--methods", LIGHT, "--seed", 7, "--workers", 2, "--engine", "ray"))
+    assert not ray.is_initialized()  # the local Ray it started was shut down
+    run = json.loads((out / "run.json").read_text())
+    assert (run["engine"], run["workers"], run["computed"]) == ("ray", 2, 6)
+    assert rows(out) == rows(one_worker)
+    assert summary(out) == summary(one_worker)
+    assert (out / "summary.json").read_bytes() == (one_worker / "summary.json").read_bytes()
