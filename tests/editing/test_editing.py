@@ -145,7 +145,8 @@ def test_a_component_the_model_does_not_have_is_refused(planted):
 def test_editing_the_planted_neurons_removes_the_feature_and_editing_others_does_not(planted):
     adapter, task = planted
     original = counterfactual_gap(adapter, task.heldout_groups, task.target)["gap"]
-    editor = LocalizedFineTuning(steps=60, lr=0.02, tol=0.0)
+    # at a fixed step budget: neurons elsewhere can learn to cancel x0 given many more steps
+    editor = LocalizedFineTuning(steps=30, lr=0.05, maintain_weight=1.0, tol=0.0)
     gaps = {}
     for name, components in (("planted", PLANTED), ("elsewhere", ELSEWHERE)):
         result = editor.edit(adapter, task, component_mask(adapter, components))
