@@ -518,6 +518,10 @@ from twopath.cli_evaluate import register as _register_evaluate  # noqa: E402 (t
 
 _register_evaluate(app)
 
+from twopath.editing.command import register as _register_edit  # noqa: E402 (typer only; the body imports lazily)
+
+_register_edit(app)
+
 
 def main() -> None:
     app(prog_name="twopath")

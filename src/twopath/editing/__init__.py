@@ -23,13 +23,23 @@ forgetting, maintenance, robustness under other input forms, and the gap after a
 relearning.
 """
 
-from twopath.editing.compare import LOCALIZATIONS, EditComparison, Relearning, compare_localizations
-from twopath.editing.finetune import EditResult, LocalizedFineTuning, counterfactual_gap, relearn
-from twopath.editing.mask import ParameterMask, all_parameters, component_mask, fill_budget
-from twopath.editing.tasks import EditTask, feature_task, word_task
+from __future__ import annotations
 
-__all__ = [
-    "LOCALIZATIONS", "EditComparison", "EditResult", "EditTask", "LocalizedFineTuning", "ParameterMask",
-    "Relearning", "all_parameters", "compare_localizations", "component_mask", "counterfactual_gap",
-    "feature_task", "fill_budget", "relearn", "word_task",
-]
+from importlib import import_module
+from typing import Any
+
+#: public name -> submodule; imported on first use, so ``twopath --help`` never imports torch
+_EXPORTS = {
+    "LOCALIZATIONS": "compare", "EditComparison": "compare", "Relearning": "compare",
+    "compare_localizations": "compare", "EditResult": "finetune", "LocalizedFineTuning": "finetune",
+    "counterfactual_gap": "finetune", "relearn": "finetune", "ParameterMask": "mask",
+    "all_parameters": "mask", "component_mask": "mask", "fill_budget": "mask", "EditTask": "tasks",
+    "feature_task": "tasks", "word_task": "tasks", "save_edited": "save",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'twopath.editing' has no attribute {name!r}")
+    return getattr(import_module(f"twopath.editing.{_EXPORTS[name]}"), name)

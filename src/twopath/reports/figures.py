@@ -488,3 +488,40 @@ def report_figures(result: ExampleResult) -> dict[str, str]:
         ax = display.plot()
         figures[name] = to_png_base64(ax.figure)
     return figures
+
+
+@dataclass
+class EditDisplay:
+    """Localized edits (issue 15): forget vs maintain, one point per localization; random
+    components as their mean with error bars (one sd over seeds); an arrow to the gap left after
+    relearning."""
+
+    summary: pd.DataFrame
+    task: str
+    budget: int
+
+    @classmethod
+    def from_result(cls, comparison: Any) -> EditDisplay:
+        """From a :class:`twopath.editing.EditComparison`."""
+        return cls(comparison.summary(), comparison.task, comparison.budget)
+
+    def plot(self, ax: Any = None) -> Any:
+        ax = _axes(ax, (6.4, 4.4))
+        frame = self.summary
+        colors = itertools.cycle(_colors())
+        for _, row in frame.iterrows():
+            color = next(colors)
+            x = row["forget_gap"]
+            y = row["heldout_accuracy"]
+            xerr = row.get("forget_gap_sd", 0.0) if row["n_runs"] > 1 else None
+            yerr = row.get("heldout_accuracy_sd", 0.0) if row["n_runs"] > 1 else None
+            label = row["localization"] + ("" if row["budget_matched"] else " (budget not matched)")
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color=color, label=label, capsize=3)
+            if "relearned_gap" in frame and np.isfinite(row["relearned_gap"]):
+                ax.annotate("", xy=(row["relearned_gap"], y), xytext=(x, y),
+                            arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.5})
+        ax.set_xlabel("held-out counterfactual gap (forget; lower is better) → after relearning")
+        ax.set_ylabel("held-out accuracy (maintain)")
+        ax.set_title(f"{self.task}: localized edits at {self.budget} parameters", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        return ax
