@@ -256,3 +256,18 @@ def test_bad_tasks_are_refused_in_one_line(planted):
     text = _text_adapter("bert")
     with pytest.raises(TwopathError, match="in no held-out sentence"):
         word_task(text, SENTENCES, [0] * len(SENTENCES), ["A boring film."], [0], "good")
+
+
+def test_every_localization_runs_on_a_text_model_at_one_budget():
+    adapter = _text_adapter("bert")
+    task = _word(adapter)
+    assert task.pairs and all(len(adapter.batch_inputs([c])["input_ids"][0]) == len(adapter.batch_inputs([t])["input_ids"][0])
+                              for t, c in task.pairs)  # same-length contrasts for patching
+    table = compare_localizations(adapter, task, kind="head", k=1, n_random=1,
+                                  localizations=("ablation", "attribution_patching", "probe", "bridge", "random"),
+                                  editor=LocalizedFineTuning(steps=3, lr=1e-2), relearning=Relearning(steps=1))
+    rows = table.to_dict()["rows"]
+    assert [r["localization"] for r in rows] == ["original", "ablation", "attribution_patching", "probe", "bridge", "random"]
+    assert all(r["n_parameters"] == table.budget and r["outside_unchanged"] for r in rows[1:])
+    assert set(table.to_dict()["verdicts"]) >= {"criterion", "most_robust", "paper_finding"}
+    assert all(np.isfinite(r["forget_gap"]) for r in rows)

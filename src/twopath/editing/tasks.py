@@ -210,12 +210,7 @@ def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[i
     para = [p for t in held_sents for p in paraphrases(t) if has_word(p, word)]
     contexts = [c.format(w=word.lower(), W=word.capitalize()) for c in WORD_CONTEXTS]
     held_all = rng.permutation(len(heldout_texts))[:n_heldout]
-    pairs = []
-    for text in train_sents[:n_pairs]:
-        example = _example(text)
-        units = [i for i, u in enumerate(adapter.units(example)) if u.lower() == word.lower()]
-        if units:
-            pairs.append((text, adapter.without_units(example, units).raw))
+    pairs = [(t, c) for t in train_sents for c in [_contrast(adapter, t, word)] if c is not None][:n_pairs]
     return EditTask(
         name=f"forget the word {word!r}",
         target=adapter.target(target).index,
@@ -238,7 +233,22 @@ def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[i
     )
 
 
-def _example(text: str) -> Any:
+#: neutral words tried, in order, in place of the forgotten word for a same-length contrast
+NEUTRAL_SWAPS = ("fine", "okay", "plain", "so", "the", "a", "it", "just")
+
+
+def _contrast(adapter: Any, text: str, word: str) -> str | None:
+    """``text`` with ``word`` replaced so the token count is kept (patching needs it): a neutral
+    word of the same length in tokens, else the adapter's mask tokens; ``None`` if neither fits."""
     from twopath.types import Example
 
-    return Example("edit-pair", text)
+    n_tokens = len(adapter.batch_inputs([text])["input_ids"][0])
+    candidates = [_word_re(word).sub(swap, text) for swap in NEUTRAL_SWAPS]
+    example = Example("edit-pair", text)
+    units = [i for i, u in enumerate(adapter.units(example)) if u.lower() == word.lower()]
+    if units:
+        candidates.append(str(adapter.without_units(example, units).raw))
+    for candidate in candidates:
+        if candidate != text and len(adapter.batch_inputs([candidate])["input_ids"][0]) == n_tokens:
+            return candidate
+    return None
