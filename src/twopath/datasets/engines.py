@@ -111,24 +111,27 @@ def chunk_size(n: int, workers: int, most: int = 16) -> int:
 
 
 def run(engine: str, spec: ModelSpec, job: Job, work: list[Chunk], workers: int,
-        on_chunk: Callable[[Tables], None], ray_address: str | None = None, adapter: Any = None) -> None:
+        on_chunk: Callable[[Tables], None], ray_address: str | None = None, adapter: Any = None,
+        worker: type[Worker] | None = None) -> None:
     """Compute every chunk of ``work`` on ``engine`` and hand each result to ``on_chunk``
-    (``adapter``: the model already open in this process, reused by the one local worker)."""
+    (``adapter``: the model already open in this process, reused by the one local worker;
+    ``worker``: a subclass of :class:`Worker` to build instead, e.g. one that times itself)."""
+    cls = worker or Worker
     if engine == "ray":
-        _run_ray(spec, job, work, workers, on_chunk, ray_address)
+        _run_ray(spec, job, work, workers, on_chunk, ray_address, cls)
     elif workers == 1:
-        _run_here(spec, job, work, on_chunk, adapter)
+        _run_here(spec, job, work, on_chunk, adapter, cls)
     else:
-        _run_pool(spec, job, work, workers, on_chunk)
+        _run_pool(spec, job, work, workers, on_chunk, cls)
 
 
 def _run_here(spec: ModelSpec, job: Job, work: list[Chunk], on_chunk: Callable[[Tables], None],
-              adapter: Any = None) -> None:
+              adapter: Any = None, cls: type[Worker] = Worker) -> None:
     import torch
 
     before = torch.get_num_threads()  # one thread: the same arithmetic as every other engine's worker
     try:
-        worker = Worker(spec, job, threads=1, adapter=adapter)
+        worker = cls(spec, job, threads=1, adapter=adapter)
         for chunk in work:
             on_chunk(worker.run(chunk))
     finally:
@@ -138,23 +141,24 @@ def _run_here(spec: ModelSpec, job: Job, work: list[Chunk], on_chunk: Callable[[
 _POOL_WORKER: list[Worker] = []
 
 
-def _pool_init(spec: ModelSpec, job: Job, threads: int) -> None:
+def _pool_init(spec: ModelSpec, job: Job, threads: int, cls: type[Worker]) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    _POOL_WORKER.append(Worker(spec, job, threads))
+    _POOL_WORKER.append(cls(spec, job, threads))
 
 
 def _pool_run(chunk: Chunk) -> Tables:
     return _POOL_WORKER[0].run(chunk)
 
 
-def _run_pool(spec: ModelSpec, job: Job, work: list[Chunk], workers: int, on_chunk: Callable[[Tables], None]) -> None:
+def _run_pool(spec: ModelSpec, job: Job, work: list[Chunk], workers: int, on_chunk: Callable[[Tables], None],
+              cls: type[Worker] = Worker) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fork of a process holding torch threads is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pool_init,
-                             initargs=(spec, job, 1)) as pool:
+                             initargs=(spec, job, 1, cls)) as pool:
         try:
             for result in _as_finished(pool, work, workers):
                 on_chunk(result)
@@ -202,7 +206,7 @@ def check_ray_address(address: str, timeout: float = 3.0) -> None:
 
 
 def _run_ray(spec: ModelSpec, job: Job, work: list[Chunk], workers: int, on_chunk: Callable[[Tables], None],
-             address: str | None) -> None:
+             address: str | None, cls: type[Worker] = Worker) -> None:
     ray = require_ray()
     from ray.util import ActorPool
 
@@ -216,7 +220,7 @@ def _run_ray(spec: ModelSpec, job: Job, work: list[Chunk], workers: int, on_chun
         except ConnectionError as err:
             raise TwopathError(f"--ray-address {address}: cannot join the Ray cluster ({err})") from None
     try:
-        actor = ray.remote(num_cpus=1)(Worker)
+        actor = ray.remote(num_cpus=1)(cls)
         pool = ActorPool([actor.remote(spec, job, 1) for _ in range(workers)])
         for result in pool.map_unordered(lambda a, chunk: a.run.remote(chunk), work):
             on_chunk(result)
