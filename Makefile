@@ -39,6 +39,7 @@ bench: install  ## print the speed benchmarks (ratios to one forward pass)
 	$(PY) benchmarks/mechanistic.py
 	$(PY) benchmarks/lens.py
 	$(PY) benchmarks/evaluate.py
+	$(PY) benchmarks/editing.py
 
 clean:  ## remove the virtual environment and generated reports
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache
