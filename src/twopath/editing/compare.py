@@ -14,7 +14,8 @@ Verdicts (:meth:`EditComparison.verdicts`), in the style of the seed claims: amo
 budget-matched localizations that forgot (held-out gap at most ``FORGOTTEN`` of the original's),
 which leaves the least gap after relearning, and whether it kept held-out accuracy within
 ``MAINTAIN_TOLERANCE``; and whether the paper's finding — output tracing (attribution patching)
-is less robust than "where it is written" (the probe) — holds here.
+is less robust than "where it is written" (the probe) — holds here: ``holds`` or ``reversed`` when
+the difference exceeds one sd of the random seeds' value, else ``within noise``.
 """
 
 from __future__ import annotations
@@ -192,17 +193,27 @@ class EditComparison:
             out["most_robust"] = None
         if {"probe", "attribution_patching"} <= set(frame.index):
             probe, tracing = frame.loc["probe", score], frame.loc["attribution_patching", score]
+            margin = _noise(frame, score)
+            verdict = "holds" if tracing > probe + margin else "reversed" if probe > tracing + margin else "within noise"
             out["paper_finding"] = {
                 "claim": f"output tracing (attribution patching) leaves more of the gap ({score}) than "
                          "'where it is written' (probe), at the same budget",
                 "attribution_patching": _round(tracing), "probe": _round(probe),
-                "holds": bool(tracing > probe),
+                "margin": _round(margin), "verdict": verdict, "holds": verdict == "holds",
             }
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "kind": self.kind, "budget": self.budget, "settings": self.settings,
                 "rows": [row.to_dict() for row in self.rows], "verdicts": self.verdicts()}
+
+
+def _noise(frame: pd.DataFrame, score: str) -> float:
+    """The spread a difference must exceed: one sd of ``score`` over the random seeds (0 without)."""
+    column = f"{score}_sd"
+    if "random" in frame.index and column in frame and frame.loc["random", "n_runs"] > 1:
+        return float(frame.loc["random", column])
+    return 0.0
 
 
 def default_budget(adapter: Any, kind: str, k: int) -> int:

@@ -44,7 +44,7 @@ def render_markdown(comparison: EditComparison) -> str:
     if "paper_finding" in verdicts:
         finding = verdicts["paper_finding"]
         lines.append(f"- paper's finding ({finding['claim']}): "
-                     f"{'holds' if finding['holds'] else 'does not hold'} here "
+                     f"{finding['verdict']} here (margin {finding['margin']}: one sd over random seeds) "
                      f"(attribution patching {finding['attribution_patching']}, probe {finding['probe']})")
     return "\n".join(lines) + "\n"
 
