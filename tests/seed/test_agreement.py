@@ -179,21 +179,34 @@ def test_training_manifest_records_accuracy_and_is_cached(tmp_path, monkeypatch)
     assert other != path  # the seed is part of the key
 
 
-def test_same_seed_same_json(tokenizer):
-    from twopath.reports import render_json
-
+def _report(tokenizer, **kwargs):
     manifest = {"accuracy": 1.0, "trained_from": "hand-wired"}
-    first = agreement.agreement_report(_planted(tokenizer), manifest, seed=0, say=lambda _: None, dataset_size=0, n_claim=4)
-    again = agreement.agreement_report(_planted(tokenizer), manifest, seed=0, say=lambda _: None, dataset_size=0, n_claim=4)
+    return agreement.agreement_report(_planted(tokenizer), manifest, seed=0, say=lambda _: None, dataset_size=0,
+                                      n_claim=4, checks=False, **kwargs)
+
+
+def test_same_seed_same_json_and_the_report_names_the_planted_head(tokenizer, tmp_path):
+    from twopath.reports import render_json, write_report
+
+    first, again = _report(tokenizer), _report(tokenizer)
     assert render_json(first) == render_json(again)
     doc = json.loads(render_json(first))
     (example,) = doc["examples"]
     assert example["target"] == "are" and example["prediction"]["label"] == "are"
     verdicts = {c["claim"]: c["verdict"] for c in example["tables"]["claims"]}
     assert verdicts["one attention head carries the subject-verb agreement signal"] == claims.SUPPORTED
+    assert verdicts["input path: the subject noun is the word that decides the verb, above the attractor"] == claims.SUPPORTED
     assert example["tables"]["mechanisms"]["named_head"] == agreement.PLANTED_HEAD
     methods = {loc["method"] for loc in example["localizations"]}
-    assert {"head_ablation", "activation_patching", "attribution_patching", "logit_lens"} <= methods
+    assert {"head_ablation", "activation_patching", "attribution_patching", "logit_lens",
+            "direct_logit_attribution", "direct_effect"} <= methods
+    patching = next(loc for loc in example["localizations"] if loc["method"] == "activation_patching")
+    assert any("resid@" in c for c in patching["components"]) and any("H" in c for c in patching["components"])
+    assert example["tables"]["circuit"]["components"] == [agreement.PLANTED_HEAD]
+    paths = write_report(first, tmp_path / "agreement", ("md", "html"))
+    markdown = paths["md"].read_text()
+    assert "Heads: subject-verb agreement" in markdown and "The seed's claims, measured" in markdown
+    assert "agreement head attention" in paths["html"].read_text()  # the head's attention figure
 
 
 @pytest.mark.slow

@@ -29,10 +29,12 @@ FIGURES_FOR = {
     "deletion": ["deletion"],
     "faithfulness": ["faithfulness"],
     "bridges": ["bridges"],
+    "agreement_heads": ["agreement_attention"],
 }
 _ALT = {"attributions": "attribution bars", "ablation": "ablation heatmap", "patching": "activation patching",
         "layer_encoding": "layer encoding heatmap", "pathway": "720 vs 600 curve", "agreement": "agreement heatmap",
-        "deletion": "deletion check", "faithfulness": "deletion curves", "bridges": "bridges heatmap"}
+        "deletion": "deletion check", "faithfulness": "deletion curves", "bridges": "bridges heatmap",
+        "agreement_attention": "agreement head attention"}
 
 
 def _color(score: float, limit: float) -> str:

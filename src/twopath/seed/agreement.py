@@ -35,6 +35,7 @@ benchmark use it as ground truth.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -383,14 +384,20 @@ def word_ranks(adapter: Any, items: Sequence[data.AgreementItem], method: str = 
 
     explainer = ATTRIBUTION_METHODS.create(method, seed=seed)
     top = above = 0
+    roles: dict[str, int] = {}
     for i, item in enumerate(items):
         clean, _ = _example(item, i)
         scores = explainer.attribute(adapter, clean, target=item.verb).scores
-        top += int(np.argmax(np.abs(scores)) == item.subject_index)
+        best = int(np.argmax(np.abs(scores)))
+        top += int(best == item.subject_index)
+        role = ("subject" if best == item.subject_index else "attractor" if best == item.attractor_index
+                else item.prefix.split()[best])
+        roles[role] = roles.get(role, 0) + 1
         if item.attractor_index is not None:
             above += int(scores[item.subject_index] > scores[item.attractor_index])
     n = max(1, len(items))
-    return {"method": method, "n": len(items), "subject_top": top / n, "subject_above_attractor": above / n}
+    return {"method": method, "n": len(items), "subject_top": top / n, "subject_above_attractor": above / n,
+            "top_word": dict(sorted(roles.items(), key=lambda kv: -kv[1]))}
 
 
 def held_out_claim_items(n: int = 40, seed: int = 3) -> list[data.AgreementItem]:
@@ -406,8 +413,10 @@ def agreement_findings(adapter: Any, result: Any, items: Sequence[data.Agreement
     words = word_ranks(adapter, items, "occlusion", seed=seed)
     seed_scores = result.attribution("shap")
     seed_words = [w.lower() for w in seed_scores.units]
-    found = [claims.subject_is_top_word(seed_words[int(np.argmax(np.abs(seed_scores.scores)))], "keys",
-                                        words["subject_top"], words["subject_above_attractor"], words["n"])]
+    word_claim = claims.subject_is_top_word(seed_words[int(np.argmax(np.abs(seed_scores.scores)))], "keys",
+                                            words["subject_top"], words["subject_above_attractor"], words["n"])
+    tops = ", ".join(f"{role} {count}" for role, count in words["top_word"].items())
+    found = [dataclasses.replace(word_claim, measured=f"{word_claim.measured} (top word: {tops})")]
     heads = head_measurements(adapter, items)
     head_claim, named = claims.head_carries_agreement(heads.to_dict(orient="records"))
     found.append(head_claim)
@@ -435,10 +444,11 @@ def agreement_task(seed: int = 0, say: Say = print, dataset_size: int | None = N
 
 def agreement_report(adapter: Any, manifest: dict[str, Any], seed: int = 0, say: Say = print,
                      dataset_size: int | None = None, progress: Callable[[int, int], None] | None = None,
-                     n_claim: int = 40) -> Any:
+                     n_claim: int = 40, checks: bool = True) -> Any:
     """"The keys to the old cabinet" → are on ``adapter``: both paths against the number-flipped
     contrast, the two claims over ``n_claim`` held-out attractor sentences, and (unless
-    ``dataset_size`` is 0) both paths over held-out prepositional-phrase sentences."""
+    ``dataset_size`` is 0) both paths over held-out prepositional-phrase sentences. ``checks=False``
+    leaves out the pipeline's slowest parts (LIME stability, sanity check, edit test)."""
     from twopath.pipeline import DEFAULT_MECHANISTIC, explain
     from twopath.seed.tasks import _dataset, reproducibility
     from twopath.types import Report
@@ -448,7 +458,8 @@ def agreement_report(adapter: Any, manifest: dict[str, Any], seed: int = 0, say:
     example = Example("agreement-seed", SEED_TEXT, SEED_TARGET)
     contrast = Example("agreement-seed-flipped", SEED_FLIPPED, SEED_TARGET)
     methods = [*DEFAULT_MECHANISTIC["text"], "logit_lens", "direct_logit_attribution", "direct_effect"]
-    result = explain(adapter, example, corrupted=contrast, seed=seed, say=say, mechanistic_methods=methods)
+    result = explain(adapter, example, corrupted=contrast, seed=seed, say=say, mechanistic_methods=methods,
+                     with_checks=checks, stability_seeds=(0, 1, 2, 3, 4) if checks else ())
     if result.prediction["label"] != SEED_TARGET:
         result.notes.append(f"the model reads the seed prefix as '{result.prediction['label']}' "
                             f"(p = {result.prediction['probability']:.3f}); both paths explain '{SEED_TARGET}'")
