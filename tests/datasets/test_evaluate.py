@@ -225,12 +225,24 @@ def test_a_store_with_other_settings_or_changed_data_is_refused(full_store, text
 def test_the_report_is_rebuilt_from_the_store_alone(full_store, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(full_store, out)
-    before = (out / "summary.json").read_bytes(), (out / "report.md").read_bytes(), (out / "examples.csv").read_bytes()
-    for name in ("summary.json", "report.md", "examples.csv"):
+    names = ("summary.json", "report.md", "examples.csv", "components.png")
+    before = [(out / name).read_bytes() for name in names]
+    for name in names:
         (out / name).unlink()
     write_report(Store.existing(out))  # no model anywhere: the store holds every number
-    assert ((out / "summary.json").read_bytes(), (out / "report.md").read_bytes(),
-            (out / "examples.csv").read_bytes()) == before
+    assert [(out / name).read_bytes() for name in names] == before
+
+
+def test_component_heatmap_grids(full_store):
+    from twopath.datasets.report import component_grids
+
+    tables = Store.existing(full_store).read()
+    kind, first, effect = component_grids(tables["components"], tables["examples"])
+    assert kind == "head" and first.shape == (2, 4)  # tiny BERT: 2 layers x 4 heads
+    assert first.sum() == pytest.approx(1.0)  # one top component per explained example
+    components = tables["components"]
+    mean = components.assign(a=components["effect"].abs()).groupby("component")["a"].mean()
+    assert effect[1, 2] == pytest.approx(mean["L1H2"]) and effect[0, 0] == pytest.approx(mean["L0H0"])
 
 
 # --- readers and model kinds --------------------------------------------------------------------------

@@ -8,7 +8,9 @@ number), aggregates with :func:`twopath.evaluation.summarize` and writes, each a
   controls, agreement between input methods, top component vs top unit, the components and the
   words or features most often ranked first, accuracy and gold × predicted counts when a label
   column was given, and the failures with their reasons;
-* ``examples.csv`` — one row per example (prediction, top unit, top component, status).
+* ``examples.csv`` — one row per example (prediction, top unit, top component, status);
+* ``components.png`` — a heatmap over layer × head (or layer × neuron): how often each
+  component is ranked first by ablation, beside its mean absolute effect.
 """
 
 from __future__ import annotations
@@ -32,7 +34,64 @@ def write_report(store: Store) -> dict[str, Path]:
     write_atomic(paths["json"], json.dumps(document, indent=2, sort_keys=True, default=_json).encode())
     write_atomic(paths["md"], markdown(summary, store.manifest).encode())
     write_atomic(paths["csv"], tables["examples"].to_csv(index=False).encode())
+    figure = heatmap_png(tables["components"], tables["examples"])
+    if figure is not None:
+        paths["png"] = store.root / "components.png"
+        write_atomic(paths["png"], figure)
     return paths
+
+
+def component_grids(components: Any, examples: Any) -> tuple[str, Any, Any] | None:
+    """(kind, share ranked first, mean |effect|) as layer × index arrays, ``None`` if empty."""
+    import numpy as np
+
+    from twopath.types import Component
+
+    ok = set(examples.loc[examples["status"] == "ok", "example_id"])
+    frame = components[components["example_id"].isin(ok)]
+    if frame.empty:
+        return None
+    parsed = [Component.parse(c) for c in frame["component"]]
+    layers = np.array([c.layer for c in parsed])
+    index = np.array([c.index if c.index is not None else 0 for c in parsed])
+    first = np.zeros((layers.max() + 1, index.max() + 1))
+    effect = np.zeros_like(first)
+    count = np.zeros_like(first)
+    np.add.at(first, (layers, index), (frame["rank"].to_numpy() == 0).astype(float))
+    np.add.at(effect, (layers, index), np.abs(frame["effect"].to_numpy(float)))
+    np.add.at(count, (layers, index), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_effect = np.where(count > 0, effect / count, np.nan)
+    return parsed[0].kind, first / max(1, len(ok)), mean_effect
+
+
+def heatmap_png(components: Any, examples: Any) -> bytes | None:
+    """The two heatmaps as PNG bytes (rendered off-screen, once)."""
+    grids = component_grids(components, examples)
+    if grids is None:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kind, first, effect = grids
+    width = min(14.0, 3.0 + 0.35 * first.shape[1])
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, 1.2 + 0.45 * first.shape[0]), squeeze=False)
+    for ax, grid, title in ((axes[0, 0], first, "share of examples where it is ranked first"),
+                            (axes[0, 1], effect, "mean |effect| when ablated")):
+        image = ax.imshow(grid, aspect="auto", cmap="viridis")
+        ax.set_xlabel(kind)
+        ax.set_ylabel("layer")
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def _json(value: Any) -> Any:
@@ -82,7 +141,7 @@ def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
                        _pm(insight["top_component_drop_mean"], insight["top_component_drop_sd"]),
                        insight["share_component_larger"]]])]
     if summary.get("top_components"):
-        parts += ["## Components most often ranked first (ablation)",
+        parts += ["## Components most often ranked first (ablation)", "Heatmap over all components: `components.png`.",
                   _table(["component", "examples", "share"], [[r["name"], r["count"], r["share"]]
                                                               for r in summary["top_components"]])]
     if summary.get("top_units"):
