@@ -323,6 +323,7 @@ def explain(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
     batch_size: Annotated[int | None, typer.Option(min=1, help="most rows per forward pass (default: what fits a 2 GiB activation budget)")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="explain a text longer than the model takes, cut after its last whole word that fits (the report says how many tokens were dropped); without it such a text is an error")] = False,
     allow_new_head: Annotated[bool, typer.Option("--allow-new-head", help="explain a model whose classification head is missing from the weights (randomly initialised; the report says so)")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML file with [methods] and per-method settings")] = None,
     seed: Annotated[int, typer.Option(help="seed (0 to 2**32 - 1)")] = 0,
@@ -377,6 +378,12 @@ def explain(
         if label is not None:
             adapter.label_index(label)
         v.check_layers(options, adapter.n_layers)
+        cut_text = None
+        if truncate:
+            from twopath.runtime.text import truncate_text
+
+            cut_text = truncate_text(adapter, sentence)
+            sentence = cut_text.text
         adapter.encode(sentence)  # too long for the model, or words without tokens: now
         if contrast_text is not None:
             n_text, n_contrast = adapter.encode(sentence).n_tokens, adapter.encode(contrast_text).n_tokens
@@ -394,6 +401,8 @@ def explain(
         example = Example("input", sentence, label)
         contrast = Example("contrast", contrast_text, label) if contrast_text is not None else text_counterfactual(adapter)
         result = run_explain(adapter, example, corrupted=contrast, seed=seed, say=say, **options)
+        if cut_text is not None and cut_text.dropped_tokens:
+            result.notes.append(cut_text.note())
         source = str(background) if background is not None else "built-in neutral sentences"
         if cut:
             source += f" ({cut} of {len(reference)} cut to the model's {adapter.max_length} tokens)"

@@ -103,7 +103,7 @@ def _activations(adapter: Any, components: Sequence[Component], raws: Sequence[A
         if act.dim() == 3 and weights is not None:
             w = weights.to(act.dtype)[..., None]
             act = (act * w).sum(1) / w.sum(1).clamp(min=1)
-        out[key] = act.reshape(act.shape[0], -1).double()
+        out[key] = act.reshape(act.shape[0], -1).double().cpu()
     return out
 
 

@@ -88,13 +88,13 @@ def fill_budget(adapter: Any, ranked: Sequence[Component], budget: int) -> Param
     taken: list[Component] = []
     count = 0
     for component in ranked:
-        pieces = adapter.parameter_slices(component)
-        trial = {k: v.clone() for k, v in masks.items()}
-        for piece in pieces:
-            _slice_mask(params, trial, piece).fill_(True)
-        new_count = int(sum(int(m.sum()) for m in trial.values()))
+        pieces = adapter.parameter_slices(component)  # disjoint within one component
+        views = [_slice_mask(params, masks, piece) for piece in pieces]
+        new_count = count + sum(int((~view).sum()) for view in views)
         if new_count <= budget:
-            masks, count = trial, new_count
+            for view in views:
+                view.fill_(True)
+            count = new_count
             taken.append(component)
             if count == budget:
                 return ParameterMask(masks, taken)
@@ -110,8 +110,8 @@ def _fill_partial(params: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
     for piece in pieces:
         view = _slice_mask(params, masks, piece)
         free = (~view).nonzero()[:remaining]
-        for index in free:
-            view[tuple(index.tolist())] = True
+        if len(free):
+            view[tuple(free.T)] = True
         remaining -= len(free)
         if remaining == 0:
             return

@@ -34,11 +34,22 @@ def _attribution_scores(result: ExampleResult) -> pd.DataFrame:
         for key in ("algorithm", "completeness_delta", "fit_r2", "n_steps"):
             if key in a.meta:
                 row[key] = a.meta[key]
+        if "budget" in a.meta:
+            row["budget"] = budget_text(a.meta["budget"])
         rows.append(row)
     frame = pd.DataFrame(rows)
     if "n_steps" in frame:
         frame["n_steps"] = frame["n_steps"].astype("Int64")  # a count, shown without decimals
     return frame
+
+
+def budget_text(budget: dict[str, Any]) -> str:
+    """One cell: what a method spent, whether a rule capped it and the measured error."""
+    error = budget.get("error")
+    measured = f"; {budget['error_name']} {error:.3g}" if error is not None else ""
+    if budget.get("capped"):
+        return f"{budget['setting']} {budget['used']:,} (capped, full {budget['full']:,}{measured})"
+    return f"{budget['setting']} {budget['used']:,}{measured}"
 
 
 def _stability(result: ExampleResult) -> pd.DataFrame | None:
@@ -153,7 +164,10 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
          result.tables.get("claims")),
         ("attributions", "Input path: scores", "Signed score per unit in the run's output space.", _attribution_scores(result)),
         ("stability", "Input path: LIME stability across seeds",
-         f"Per unit mean ± sd over {len(stab.get('seeds', []))} seeds; top-{stab.get('k', 3)} Jaccard across seed pairs.",
+         (f"Per unit mean ± sd over {stab.get('resamples')} bootstrap refits of LIME's one neighbourhood "
+          f"({stab.get('num_samples')} samples); top-{stab.get('k', 3)} Jaccard across refit pairs."
+          if stab.get("mode") == "bootstrap" else
+          f"Per unit mean ± sd over {len(stab.get('seeds', []))} seeds; top-{stab.get('k', 3)} Jaccard across seed pairs."),
          _stability(result)),
         ("head_ablation", "Internal path: top heads by ablation", "Drop in the target's output when the head is ablated.",
          _top_effects(result, "head_ablation")),
@@ -219,7 +233,7 @@ def _faithfulness(result: ExampleResult) -> pd.DataFrame | None:
     rows = result.tables.get("faithfulness")
     if not rows:
         return None
-    return pd.DataFrame(rows).drop(columns=["deletion_curve", "insertion_curve"])
+    return pd.DataFrame(rows).drop(columns=["deletion_curve", "insertion_curve", "curve_k"], errors="ignore")
 
 
 def _bridges(result: ExampleResult) -> pd.DataFrame | None:

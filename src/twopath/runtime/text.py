@@ -166,7 +166,8 @@ class HFTextClassifier(ModelAdapter):
                              max_length=self.max_length)
         encodings = getattr(enc, "encodings", None)
         if encodings and encodings[0].overflowing:  # truncation cut tokens off: never explain a cut text
-            raise TwopathError(f"the text is longer than the model's {self.max_length} tokens; shorten it")
+            raise TwopathError(f"the text is longer than the model's {self.max_length} tokens; shorten it "
+                               "(or let twopath cut it: --truncate)")
         offsets = enc.pop("offset_mapping")[0].tolist()
         # tokens added by the tokenizer ([CLS], <s>) and a prompt's template cover no word; a mask
         # token written in the text ("[MASK]") does, and belongs to its word
@@ -181,7 +182,8 @@ class HFTextClassifier(ModelAdapter):
         missing = sorted(set(range(len(spans))) - set(token_word[token_word >= 0].tolist()))
         if missing:
             if len(offsets) >= self.max_length and missing[0] > int(token_word.max(initial=-1)):
-                raise TwopathError(f"the text is longer than the model's {self.max_length} tokens; shorten it")
+                raise TwopathError(f"the text is longer than the model's {self.max_length} tokens; shorten it "
+                                   "(or let twopath cut it: --truncate)")
             bad = [text[spans[i][0] : spans[i][1]] for i in missing]
             raise TwopathError(f"word(s) {bad} produce no tokens for this tokenizer (zero-width or control characters?); remove them")
         tokens = tuple(self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist()))
@@ -590,6 +592,45 @@ class PromptedLM(HFTextClassifier):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "prompt": self.template, "label_words": list(self.label_words)}
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A text cut to the model's limit after its last whole word that fits."""
+
+    text: str
+    dropped_tokens: int
+    dropped_words: int
+    max_length: int
+
+    def note(self) -> str:
+        return (f"the text was longer than the model's {self.max_length} tokens and was cut after its last whole "
+                f"word that fits (--truncate): {self.dropped_tokens} tokens ({self.dropped_words} words) dropped; "
+                "both paths explain the cut text")
+
+
+def truncate_text(adapter: HFTextClassifier, text: str) -> Truncation:
+    """``text`` cut after the last whole word whose tokens (with a prompt's template and the special
+    tokens) fit ``adapter.max_length``, and how many of the text's tokens and words were dropped."""
+    spans = split_words(text)
+
+    def length(n_words: int) -> int:
+        cut = text[: spans[n_words - 1][1]] if n_words else ""
+        return len(adapter.tokenizer(adapter.full_text(cut)[0])["input_ids"])
+
+    total = length(len(spans))
+    if total <= adapter.max_length or not spans:
+        return Truncation(text, 0, 0, adapter.max_length)
+    low, high = 0, len(spans)  # the longest prefix of words that fits: length() grows with it
+    while low < high:
+        mid = (low + high + 1) // 2
+        if length(mid) <= adapter.max_length:
+            low = mid
+        else:
+            high = mid - 1
+    if low == 0:
+        raise TwopathError(f"not even the first word fits the model's {adapter.max_length} tokens")
+    return Truncation(text[: spans[low - 1][1]], total - length(low), len(spans) - low, adapter.max_length)
 
 
 def check_template(template: str) -> str:
