@@ -301,13 +301,13 @@ METHODS: dict[str, MethodSchema] = {
         "algorithm": Setting("str", choices={"text": ("auto", "partition", "exact", "permutation", "kernel"),
                                              "tabular": ("auto", "partition", "exact", "permutation", "kernel",
                                                          "deep", "gradient")}),
-        "max_evals": Setting("int", 1, _BIG),
+        "max_evals": Setting("int", 1, _BIG, optional=True),  # None: the budget rule
         # exact SHAP evaluates 2**n coalitions: above 20 units that is more than a million
         "exact_max_units": Setting("int", 0, 20),
         "background_size": Setting("int", 1, 100_000),
     }),
     "lime": MethodSchema("attribution", MODALITIES, {
-        "num_samples": Setting("int", 10, _BIG),
+        "num_samples": Setting("int", 10, _BIG, optional=True),  # None: the budget rule
         "kernel_width": Setting("float", 0, 1e6, above=True, optional=True),
     }),
     "integrated_gradients": MethodSchema("attribution", MODALITIES, {

@@ -4,11 +4,19 @@
 unit (the sentence's words or the table's raw features) in the run's output space. Settings are
 stored, never computed, in ``__init__`` (scikit-learn style), so a method object is cheap to
 build and can be listed, compared and serialised.
+
+**Budgets.** A sampled method's cost grows with the number of units it explains, so its budget
+(LIME's samples, SHAP's evaluations, IG's steps) follows a documented rule in that number unless
+the user sets it. Every result records the rule, what it asked for, what ran and the convergence
+evidence the method has (LIME's fit R², SHAP's unresolved share, IG's completeness delta) under
+``meta["budget"]``; when a rule holds a method below its full budget, ``capped`` says so, so a
+cheaper answer is never a silent one.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,6 +67,32 @@ class AttributionMethod:
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a method spent on one input and why.
+
+    ``setting`` names the method's setting (``num_samples``, ``max_evals``, ``max_steps``);
+    ``used`` is what ran, ``full`` what the method would need without a cap (LIME's default 5,000
+    samples, every node of SHAP's partition tree, IG's step cap) and ``rule`` says where ``used``
+    came from ("set by the user", or the rule in the number of units). ``error`` is the measured
+    convergence evidence, named by ``error_name``.
+    """
+
+    setting: str
+    used: int
+    full: int
+    rule: str
+    error_name: str
+    error: float | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.used < self.full
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "capped": self.capped}
 
 
 def evaluator_meta(evaluator: Any, requested_before: int, evaluated_before: int) -> dict[str, Any]:

@@ -7,6 +7,13 @@ shrinks as the number of integration steps grows. twopath starts at ``n_steps`` 
 steps until the delta is at most ``max_delta`` (relative to ``|f(x) - f(baseline)|``) or
 ``max_steps`` is reached, and reports the delta it reached.
 
+**Budget rule.** The steps follow the measured error, not the length: a longer input makes each
+step dearer (one forward and backward pass over more tokens) but rarely needs more of them.
+``meta["budget"]`` records the steps used; it is marked ``capped`` when ``max_steps`` stopped
+the doubling before the delta reached ``max_delta`` (``full`` is then the next doubling), with
+the delta reached as its error. Steps run in batches of ``internal_batch_size`` interpolation
+points, at most what the adapter's memory budget allows for the input's length.
+
 The path runs through the adapter's embedding (``adapter.embed`` / ``run_embedded``):
 
 * Text: the word-embedding layer's output (passed to the model as ``inputs_embeds``, so
@@ -26,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod
+from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, Budget
 from twopath.runtime.adapter import OutputSpace
 from twopath.types import Example
 
@@ -60,19 +67,24 @@ class IntegratedGradients(AttributionMethod):
         with torch.no_grad():
             f_base = forward(base)
             gap = float(forward(emb) - f_base)
-        attr, rel, steps = self._integrate(CaptumIG(forward), emb, base, gap)
+        batch = max(1, min(self.internal_batch_size, adapter.rows_per_pass(inputs)))
+        attr, rel, steps = self._integrate(CaptumIG(forward), emb, base, gap, batch)
         name = self.baseline if isinstance(self.baseline, str) else ("row" if self.baseline else adapter.baselines[0])
+        converged = rel <= self.max_delta
+        budget = Budget("max_steps", steps, steps if converged else 2 * steps,
+                        f"{self.n_steps} steps doubled until the completeness delta <= {self.max_delta}, "
+                        f"at most {self.max_steps}", "completeness_delta", rel)
         return adapter.merge_to_units(example, attr), float(f_base.reshape(-1)[0]), {
             "baseline": name, "n_steps": steps, "completeness_delta": rel,
-            "n_evals": steps, "n_model_rows": steps,
+            "n_evals": steps, "n_model_rows": steps, "budget": budget.to_dict(),
         }
 
-    def _integrate(self, explainer: Any, inputs: Any, baselines: Any, gap: float) -> tuple[torch.Tensor, float, int]:
+    def _integrate(self, explainer: Any, inputs: Any, baselines: Any, gap: float, batch: int) -> tuple[torch.Tensor, float, int]:
         steps = self.n_steps
         while True:
             attr, delta = explainer.attribute(
                 inputs, baselines=baselines, n_steps=steps,
-                internal_batch_size=self.internal_batch_size, return_convergence_delta=True,
+                internal_batch_size=batch, return_convergence_delta=True,
             )
             rel = abs(float(delta.reshape(-1)[0])) / max(abs(gap), 1e-8)
             if rel <= self.max_delta or steps >= self.max_steps:

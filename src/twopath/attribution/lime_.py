@@ -8,8 +8,18 @@ varies with the seed; twopath seeds it and reports the surrogate's fit (``score`
 R²) and intercept.
 
 For text the library does the sampling and fitting; its perturbed sentences are mapped back to
-word masks and scored by the shared memoized evaluator, so LIME's 5,000 samples cost only as
-many model rows as there are *distinct* masks. For tables the library's own
+word masks and scored by the shared memoized evaluator, so LIME's samples cost only as many
+model rows as there are *distinct* masks.
+
+**Budget rule** (``num_samples=None``, the default; any number overrides it): up to 12 words
+every coalition is already in exact SHAP's table of ``2^n <= 4,096`` rows, so LIME takes the
+library's 5,000 samples for free. Longer sentences pay one model row per sample, so the budget
+stops growing with length: ``min(5000, max(2000, 10 * n))`` samples (at least ten per word).
+Below 5,000 the result's ``meta["budget"]`` is marked ``capped`` and carries the surrogate's
+weighted R² (``fit_r2``); the stability table (:mod:`twopath.attribution.stability`) shows the
+sampling spread at that budget. Tables keep 5,000 samples (a row of an MLP costs nothing).
+
+For tables the library's own
 ``LimeTabularExplainer`` runs in regression mode on the coded matrix (categorical features
 sampled as whole categories, numeric ones discretised into quartiles as in the library's
 default).
@@ -22,13 +32,43 @@ from typing import Any
 
 import numpy as np
 
-from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, evaluator_meta
+from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, Budget, evaluator_meta
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.evaluator import evaluator_for
 from twopath.types import Example, TwopathError
 
 _SENTINEL = "\u2063TWOPATHMASK\u2063"
 _SPLIT = r"\s+"
+#: LIME's own default sample count: the full budget
+FULL_SAMPLES = 5000
+#: up to this many words every coalition is in exact SHAP's table (2**12 = 4,096 rows)
+FREE_UNITS = 12
+MIN_SAMPLES = 2000
+PER_UNIT = 10
+
+
+def samples_rule(n_units: int, positional: bool = True) -> int:
+    """LIME's sample count for ``n_units`` units when the user sets none (see the module doc)."""
+    if not positional or n_units <= FREE_UNITS:
+        return FULL_SAMPLES
+    return min(FULL_SAMPLES, max(MIN_SAMPLES, PER_UNIT * n_units))
+
+
+def rule_text(positional: bool) -> str:
+    if not positional:
+        return f"{FULL_SAMPLES} samples (tables)"
+    return (f"{FULL_SAMPLES} samples up to {FREE_UNITS} words (free: exact SHAP's table), "
+            f"else min({FULL_SAMPLES}, max({MIN_SAMPLES}, {PER_UNIT} per word))")
+
+
+class LimeTable:
+    """The neighbourhood one LIME fit used: binary rows (the first is the example itself), the
+    explained output of each row and the kernel weight of each row."""
+
+    def __init__(self, data: np.ndarray, labels: np.ndarray, weights: np.ndarray):
+        self.data = np.asarray(data, dtype=float)
+        self.labels = np.asarray(labels, dtype=float)
+        self.weights = np.asarray(weights, dtype=float)
 
 
 @ATTRIBUTION_METHODS.register("lime")
@@ -37,20 +77,43 @@ class Lime(AttributionMethod):
 
     what_it_tells_you = "weights of a local linear model fitted to perturbed inputs"
 
-    def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0, num_samples: int = 5000,
+    def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0, num_samples: int | None = None,
                  kernel_width: float | None = None):
         super().__init__(output, seed)
         self.num_samples = num_samples
         self.kernel_width = kernel_width
+        self._table: LimeTable | None = None
+
+    def samples(self, adapter: Any, n_units: int) -> int:
+        """The sample count for an input of ``n_units`` units: the user's, else the rule's."""
+        return self.num_samples if self.num_samples is not None else samples_rule(n_units, adapter.positional)
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
-        if self.num_samples < 10:
+        if self.num_samples is not None and self.num_samples < 10:
             raise TwopathError("LIME needs num_samples >= 10")
+        n = len(adapter.units(example))
+        samples = self.samples(adapter, n)
         if adapter.modality == "text":
-            return self._text(adapter, example, target)
-        return self._tabular(adapter, example, target)
+            scores, base, meta = self._text(adapter, example, target, samples)
+        else:
+            scores, base, meta = self._tabular(adapter, example, target, samples)
+        rule = "set by the user" if self.num_samples is not None else rule_text(adapter.positional)
+        full = samples if self.num_samples is not None else FULL_SAMPLES
+        meta["budget"] = Budget("num_samples", samples, full, rule, "fit_r2", meta["fit_r2"]).to_dict()
+        return scores, base, meta
 
-    def _text(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+    def _recording(self, explainer: Any) -> None:
+        """Keep the neighbourhood of the fit (for the stability bootstrap) without changing it."""
+        fit = explainer.base.explain_instance_with_data
+
+        def record(data: Any, labels: Any, distances: Any, label: Any, *args: Any, **kwargs: Any) -> Any:
+            column = np.asarray(labels)[:, label]
+            self._table = LimeTable(data, column, explainer.base.kernel_fn(distances))
+            return fit(data, labels, distances, label, *args, **kwargs)
+
+        explainer.base.explain_instance_with_data = record
+
+    def _text(self, adapter: Any, example: Example, target: int, samples: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         from lime.lime_text import LimeTextExplainer
 
         ev = evaluator_for(adapter, example, target, self.output)
@@ -69,15 +132,16 @@ class Lime(AttributionMethod):
             class_names=["other", "target"], bow=False, split_expression=_SPLIT,
             mask_string=_SENTINEL, random_state=self.seed, **self._kernel(),
         )
+        self._recording(explainer)
         exp = explainer.explain_instance(text, classifier, labels=(1,), num_features=ev.n_units,
-                                         num_samples=self.num_samples)
+                                         num_samples=samples)
         scores = np.zeros(ev.n_units)
         for idx, weight in exp.as_map()[1]:
             scores[idx] = weight
         meta = {"intercept": float(exp.intercept[1]), "fit_r2": float(exp.score), **evaluator_meta(ev, *before)}
         return scores, float(exp.intercept[1]), meta
 
-    def _tabular(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+    def _tabular(self, adapter: Any, example: Example, target: int, samples: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         import torch
         from lime.lime_tabular import LimeTabularExplainer
 
@@ -100,7 +164,8 @@ class Lime(AttributionMethod):
             categorical_names={i: list(adapter.categories[adapter.features[i]]) for i in cat_idx},
             random_state=self.seed, **self._kernel(),
         )
-        exp = explainer.explain_instance(x, predict, num_features=len(x), num_samples=self.num_samples)
+        self._recording(explainer)
+        exp = explainer.explain_instance(x, predict, num_features=len(x), num_samples=samples)
         # In regression mode lime stores the fit under key 1 and its negation under key 0.
         scores = np.zeros(len(x))
         for idx, weight in exp.local_exp[1]:

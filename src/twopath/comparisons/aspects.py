@@ -76,7 +76,9 @@ def aspect_table(tables: Mapping[str, Any], n_units: int, n_components: int, top
     if parts or stability:
         text = "deletion AOPC: " + "; ".join(parts) if parts else ""
         if stability:
-            text += f"{'; ' if text else ''}LIME across {len(stability['seeds'])} seeds: max sd {stability['max_sd']:.3f}, top-3 Jaccard {stability['top_k_jaccard']:.2f}"
+            over = (f"{stability['resamples']} bootstrap refits" if stability.get("mode") == "bootstrap"
+                    else f"{len(stability['seeds'])} seeds")
+            text += f"{'; ' if text else ''}LIME across {over}: max sd {stability['max_sd']:.3f}, top-3 Jaccard {stability['top_k_jaccard']:.2f}"
         evidence["interpretability goal"] = text
     return pd.DataFrame([{"aspect": name, "input path": inp, "internal path": internal, "measured evidence": evidence[name]}
                          for name, inp, internal in ASPECTS])

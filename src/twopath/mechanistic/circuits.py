@@ -17,7 +17,11 @@ The search is greedy: start empty and repeatedly add the candidate that raises s
 80 %) or ``max_size`` is hit. A control draws random sets of the same size from the same
 candidates, so "this circuit is special" is a measured statement, not an impression.
 Interventions are per-row keep-masks blended with the mean activation, so scoring 72 or 192
-candidate sets is one forward pass.
+candidate sets is one forward pass — or, for a long input, as many passes as the adapter's
+memory budget needs (:func:`masked_logits`; the values do not depend on the split). Every
+greedy step scores each remaining candidate once, so the search costs at most
+``max_size x candidates`` rows whatever the input's length: its time grows with the length only
+through the cost of a row.
 """
 
 from __future__ import annotations
@@ -58,6 +62,18 @@ class Circuit:
                 "history": self.history, "control": self.control}
 
 
+def masked_logits(adapter: Any, masked: MaskedAblation, inputs: dict[str, Any], keep: np.ndarray,
+                  batch_size: int | None = None) -> Any:
+    """:meth:`MaskedAblation.run` over the rows of ``keep`` in batches of at most ``batch_size``
+    rows and at most ``adapter.rows_per_pass(inputs)`` (the memory budget for the input's length)."""
+    import torch
+
+    keep = np.asarray(keep, dtype=bool)
+    step = min(batch_size or len(keep) or 1, adapter.rows_per_pass(inputs))
+    parts = [masked.run(inputs, keep[i : i + step]) for i in range(0, len(keep), step)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
 def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequence[Component] | None = None,
                    corrupted: Example | None = None, threshold: float = 0.8, max_size: int | None = None,
                    n_controls: int = 20, seed: int = 0, output: OutputSpace = "logit_diff") -> Circuit:
@@ -81,7 +97,7 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
     max_size = max_size or max(20, n // 4)
 
     def f(keep: np.ndarray) -> np.ndarray:
-        return adapter.output(masked.run(inputs, keep), target, output).numpy()
+        return adapter.output(masked_logits(adapter, masked, inputs, keep), target, output).cpu().numpy()
 
     clean, none = f(np.ones((2, n), dtype=bool))[0], f(np.zeros((1, n), dtype=bool))[0]
     gap = clean - none

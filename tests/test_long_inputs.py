@@ -1,0 +1,214 @@
+"""Long inputs (issue 18): sweeps batched by the memory budget give the unbatched numbers, input
+curves on a grid keep their exact points, and a text longer than the model is an error unless
+``--truncate`` cuts it (and the report says how many tokens were dropped)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests import tiny_models
+from tests.helpers import single_threaded
+from tests.tiny_models import CORPUS, build_tiny, save_tiny
+from twopath.cli import app
+from twopath.comparisons import faithfulness
+from twopath.mechanistic import MECHANISTIC_METHODS
+from twopath.mechanistic.circuits import greedy_circuit, masked_logits
+from twopath.runtime.interventions import Edit, MaskedAblation, ablate, capture, intervene, read, site_key
+from twopath.runtime.text import HFTextClassifier, truncate_text
+from twopath.runtime.trace import forget
+from twopath.types import Attribution, Example
+
+TEXT = " ".join(" ".join(CORPUS).split()[:14])  # 14 words, ~17 tokens
+CONTRAST = TEXT.replace("good", "bad", 1)
+#: (max_rows, memory budget in rows): one row per pass, a few, and a budget that forces many chunks
+BUDGETS = [(1, None), (3, None), (None, 2), (None, None)]
+
+
+@pytest.fixture(scope="module")
+def bert():
+    model, tokenizer = build_tiny("bert")
+    adapter = HFTextClassifier(model, tokenizer, name="tiny-bert")
+    adapter.background = list(CORPUS[:6])
+    with single_threaded():
+        yield adapter
+
+
+def _budget(adapter, max_rows, rows):
+    """Set a hard cap, or a memory budget worth ``rows`` rows of TEXT; forget what was cached."""
+    forget(adapter)
+    adapter.max_rows = max_rows
+    inputs = adapter.inputs(Example("t", TEXT))
+    adapter.memory_budget = rows * adapter.row_bytes(inputs) if rows else 2 * 2**30
+    if rows:
+        assert adapter.rows_per_pass(inputs) == rows
+
+
+@pytest.fixture(autouse=True)
+def _restore(bert):
+    yield
+    _budget(bert, None, None)
+
+
+def _output(adapter, inputs, target=1):
+    with torch.no_grad():
+        return float(adapter.output(adapter.run(inputs), target)[0])
+
+
+# --- per-position sweeps: batched == one intervention per forward pass ------------------------------
+
+
+@pytest.mark.parametrize(("max_rows", "rows"), BUDGETS)
+def test_position_ablation_batched_equals_one_row_per_pass(bert, max_rows, rows):
+    _budget(bert, max_rows, rows)
+    example = Example("t", TEXT)
+    loc = MECHANISTIC_METHODS.create("position_ablation").localize(bert, example, target="positive")
+    inputs = bert.inputs(example)
+    clean = _output(bert, inputs)
+    assert len(loc.components) == bert.n_layers * inputs["input_ids"].shape[1]
+    reference = []
+    for c in loc.components:
+        with intervene(bert, ablate(bert, [c], "mean")):
+            reference.append(clean - _output(bert, inputs))
+    assert np.allclose(loc.effects, reference, atol=1e-6)
+
+
+@pytest.mark.parametrize(("max_rows", "rows"), BUDGETS)
+def test_per_position_patching_batched_equals_one_row_per_pass(bert, max_rows, rows):
+    _budget(bert, max_rows, rows)
+    example, contrast = Example("t", TEXT), Example("c", CONTRAST)
+    loc = MECHANISTIC_METHODS.create("activation_patching", sites=("resid",)).localize(
+        bert, example, target="positive", corrupted=contrast)
+    clean_in, corrupt_in = bert.inputs(example), bert.inputs(contrast)
+    clean, corr = _output(bert, clean_in), _output(bert, corrupt_in)
+    with torch.no_grad(), capture(bert, loc.components) as store:
+        bert.run(clean_in)
+    reference = []
+    for c in loc.components:  # denoise: the corrupted run with one clean activation patched in
+        with intervene(bert, [Edit(0, c, read(bert, c, store[site_key(c)]))]):
+            reference.append(_output(bert, corrupt_in))
+    patched = loc.effects * (loc.clean - loc.corrupted) + loc.corrupted  # the outputs, un-normalized
+    assert (loc.clean, loc.corrupted) == pytest.approx((clean, corr), abs=1e-6)
+    assert np.allclose(patched, reference, atol=1e-6)
+
+
+# --- masked ablation (circuits, component curves): chunked by the budget ------------------------------
+
+
+@pytest.mark.parametrize(("max_rows", "rows"), BUDGETS)
+def test_masked_ablation_chunks_equal_single_rows(bert, max_rows, rows):
+    _budget(bert, max_rows, rows)
+    inputs = bert.inputs(Example("t", TEXT))
+    candidates = bert.components("head")
+    masked = MaskedAblation(bert, candidates)
+    keep = np.random.default_rng(0).random((9, len(candidates))) < 0.5
+    batched = masked_logits(bert, masked, inputs, keep)
+    single = torch.cat([masked.run(inputs, keep[i : i + 1]) for i in range(len(keep))])
+    assert batched.shape == single.shape == (9, 2)
+    assert torch.allclose(batched, single, atol=1e-6)
+
+
+def test_circuit_search_does_not_depend_on_the_budget(bert):
+    example = Example("t", TEXT)
+    results = []
+    for max_rows, rows in BUDGETS:
+        _budget(bert, max_rows, rows)
+        results.append(greedy_circuit(bert, example, 1, threshold=0.6, max_size=4, n_controls=5))
+    first = results[0]
+    for other in results[1:]:  # the float32 outputs agree to 1e-6; the shares divide them by a small gap
+        assert other.components == first.components
+        assert (other.clean, other.none) == pytest.approx((first.clean, first.none), abs=1e-6)
+        assert other.sufficiency == pytest.approx(first.sufficiency, rel=1e-5)
+        assert other.necessity == pytest.approx(first.necessity, rel=1e-5)
+        assert other.control["sufficiency_mean"] == pytest.approx(first.control["sufficiency_mean"], rel=1e-5)
+
+
+def test_component_curves_do_not_depend_on_the_budget(bert):
+    example = Example("t", TEXT)
+    loc = MECHANISTIC_METHODS.create("head_ablation").localize(bert, example, target="positive")
+    curves = []
+    for max_rows, rows in BUDGETS:
+        _budget(bert, max_rows, rows)
+        curves.append(faithfulness.internal_faithfulness(bert, example, [loc], k_max=5, n_random=2))
+    for other in curves[1:]:
+        for a, b in zip(curves[0], other, strict=True):
+            assert np.allclose(a["deletion_curve"], b["deletion_curve"], atol=1e-6)
+            assert np.allclose(a["insertion_curve"], b["insertion_curve"], atol=1e-6)
+
+
+# --- input curves: a grid of k beyond 25 points ------------------------------------------------------
+
+
+def test_curve_grid_keeps_the_fixed_points_and_is_full_for_short_inputs():
+    assert list(faithfulness.curve_ks(8, max_points=25)) == list(range(9))  # the seed sentence
+    assert list(faithfulness.curve_ks(24, max_points=25)) == list(range(25))
+    grid = faithfulness.curve_ks(100, max_points=25)
+    assert grid[0] == 0 and grid[1] == 1 and 20 in grid and grid[-1] == 100 and len(grid) <= 27
+    assert (np.diff(grid) > 0).all()
+
+
+def test_gridded_input_curves_equal_the_full_curve_at_their_points(bert):
+    text = " ".join(" ".join(CORPUS).split()[:30])
+    example = Example("long", text)
+    n = len(bert.units(example))
+    scores = np.random.default_rng(1).normal(size=n)
+    attribution = Attribution("long", "made-up", "positive", bert.units(example), scores)
+    full = faithfulness.input_faithfulness(bert, example, [attribution], n_random=2, max_points=None)
+    grid = faithfulness.input_faithfulness(bert, example, [attribution], n_random=2)
+    ks = grid[0]["curve_k"]
+    assert len(ks) < n + 1 and "curve_k" not in full[0]
+    for g, f in zip(grid, full, strict=True):
+        assert np.allclose(g["deletion_curve"], np.asarray(f["deletion_curve"])[ks], atol=1e-12)
+        assert g["comprehensiveness"] == pytest.approx(f["comprehensiveness"], abs=1e-12)
+        assert g["sufficiency"] == pytest.approx(f["sufficiency"], abs=1e-12)
+        interpolated = np.interp(np.arange(1, n + 1), ks, g["deletion_curve"])
+        assert g["aopc_deletion"] == pytest.approx(float(np.mean(f["deletion_curve"][0] - interpolated)), abs=1e-12)
+        assert abs(g["aopc_deletion"] - f["aopc_deletion"]) < 0.05  # close to the every-k mean
+
+
+# --- truncation: an error unless --truncate, and then the report says what was dropped -------------
+
+
+@pytest.fixture(scope="module")
+def bert16(tmp_path_factory):
+    root = tmp_path_factory.mktemp("long")
+    with pytest.MonkeyPatch.context() as mp:  # a model that takes 16 positions
+        mp.setattr(tiny_models, "MAX_LEN", 16)
+        return save_tiny("bert", root / "bert16")
+
+
+LONG = " ".join([tiny_models.TEXT] * 3)
+LIGHT = 'checks = false\n[methods]\nattribution = ["occlusion"]\nmechanistic = ["head_ablation"]\n'
+
+
+def test_truncate_text_cuts_after_the_last_whole_word_and_counts_the_drop(bert16):
+    adapter = HFTextClassifier.from_pretrained(bert16)
+    cut = truncate_text(adapter, LONG)
+    assert LONG.startswith(cut.text) and LONG[len(cut.text)] == " "  # whole words
+    kept = adapter.encode(cut.text).n_tokens
+    total = len(adapter.tokenizer(LONG)["input_ids"])
+    assert kept <= 16 < total and cut.dropped_tokens == total - kept > 0
+    assert cut.dropped_words == len(LONG.split()) - len(cut.text.split())
+    assert truncate_text(adapter, "The movie was good.").dropped_tokens == 0
+
+
+def test_over_long_text_is_an_error_unless_truncate(bert16, tmp_path):
+    config = tmp_path / "light.toml"
+    config.write_text(LIGHT)
+    runner = CliRunner()
+    base = ["explain", "--model", str(bert16), "--text", LONG, "-q", "--config", str(config), "--format", "json"]
+    refused = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "longer than the model's 16 tokens" in lines[0] and "--truncate" in lines[0]
+    assert not (tmp_path / "a").exists()
+    cut = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--truncate"])
+    assert cut.exit_code == 0, cut.output
+    doc = json.loads((tmp_path / "b" / "report.json").read_text())
+    dropped = truncate_text(HFTextClassifier.from_pretrained(bert16), LONG).dropped_tokens
+    notes = doc["examples"][0]["notes"]
+    assert any(f"{dropped} tokens" in n and "--truncate" in n for n in notes), notes
