@@ -34,7 +34,8 @@ is exactly what would decide the applicant if ``x0`` rose; attribution patching 
 Mean ablation and exact patching from an applicant on the other side of the threshold still
 can: they move the neurons to where they are active; IG too, whose path from the baseline
 crosses the threshold. On the planted GPT-2, gradient x input ranks the attractor ``cabinet``
-first: a first-order reading of a softmax that is saturated on the subject.
+first: it is a local product of gradient and embedding, not a removal, and nothing guarantees
+that the two agree.
 
 Run with ``python benchmarks/localization.py`` (seconds; no cache, nothing trained). The test
 ``tests/seed/test_agreement_localization.py`` asserts the recoveries below and that a random
