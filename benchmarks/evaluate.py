@@ -8,8 +8,9 @@ of one torch thread each, each writing its own store. It prints, per model and e
 * **per-example cost** in F1 (one batch-size-1 forward pass of the same model on a typical
   example, measured in the same run, one thread) and in seconds: the workers' compute time per
   example, without start-up;
-* the part of it spent **outside the model's forward passes** (Python: tokenizing, masking,
-  shap's bookkeeping, curves), per example, in F1;
+* the part of it spent **outside the model's forward passes** (``run``, ``run_embedded``,
+  ``resume``): Python — tokenizing, masking, shap's bookkeeping, curves — and the backward
+  passes of the gradient methods, per example, in F1;
 * **throughput**: examples per second over the whole run, start-up included, and the speed-up
   of 2 workers over 1;
 * whether every store holds **the same numbers** as the in-process one (they must).
@@ -118,16 +119,18 @@ class Timed(engines.Worker):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.model_seconds = 0.0
-        run = self.adapter.run
+        for name in ("run", "run_embedded", "resume"):  # every forward pass goes through one of these
+            setattr(self.adapter, name, self._timed(getattr(self.adapter, name)))  # this adapter only
 
-        def timed_run(inputs: Any) -> Any:
+    def _timed(self, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return run(inputs)
+                return fn(*args, **kwargs)
             finally:
                 self.model_seconds += time.perf_counter() - start
 
-        self.adapter.run = timed_run  # instance attribute: this worker's adapter only
+        return timed
 
     def run(self, chunk: engines.Chunk) -> engines.Tables:
         self.model_seconds = 0.0
@@ -179,16 +182,18 @@ def _equal(p: Any, q: Any) -> bool:
 def bench(name: str, spec: engines.ModelSpec, examples: list[Example], root: Path, engine_names: list[str]) -> None:
     torch.set_num_threads(1)
     adapter = spec.open()
-    f1 = forward_seconds(adapter, examples[0])
-    del adapter
-    print(f"\n{name}: {len(examples)} examples, F1 = {f1 * 1e3:.2f} ms (batch-size-1 forward, 1 thread)")
-    print(f"{'engine':<8}{'workers':>8}{'cost/example (F1)':>19}{'python (F1)':>13}{'s/example':>11}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{name}: {len(examples)} examples, F1 = {forward_seconds(adapter, examples[0]) * 1e3:.2f} ms "
+          f"(batch-size-1 forward, 1 thread, measured again around every run); load average {load:.1f}")
+    print(f"{'engine':<8}{'workers':>8}{'cost/example (F1)':>19}{'outside fwd (F1)':>17}{'s/example':>11}"
           f"{'examples/s':>12}{'speed-up':>10}{'same numbers':>14}")
     reference = None
     one_worker: dict[str, float] = {}
     for engine in engine_names:
         for workers in (1, 2):
+            before = forward_seconds(adapter, examples[0])
             result = one_run(engine, workers, spec, examples, root / name)
+            f1 = (before + forward_seconds(adapter, examples[0])) / 2
             n = len(examples)
             per = result["compute"] / n
             python = (result["compute"] - result["model"]) / n
@@ -197,7 +202,7 @@ def bench(name: str, spec: engines.ModelSpec, examples: list[Example], root: Pat
                 one_worker[engine] = rate
             reference = reference or result["tables"]
             speedup = f"{rate / one_worker[engine]:.2f}x" if workers == 2 else ""
-            print(f"{engine:<8}{workers:>8}{per / f1:>19.1f}{python / f1:>13.1f}{per:>11.3f}{rate:>12.2f}"
+            print(f"{engine:<8}{workers:>8}{per / f1:>19.1f}{python / f1:>17.1f}{per:>11.3f}{rate:>12.2f}"
                   f"{speedup:>10}{'yes' if same(reference, result['tables']) else 'NO':>14}", flush=True)
 
 

@@ -284,3 +284,20 @@ def test_a_tabular_model_over_its_feature_columns(tabular_model, tabular_csv, tm
     assert s["n_examples"] == len(ok) == 11 and s["labels"]["n_labelled"] == 11
     assert {r["method"] for r in s["faithfulness"]} == {"shap", "integrated_gradients", "occlusion",
                                                         "gradient_x_input", "random order", "neuron_ablation"}
+
+
+@pytest.mark.parametrize("prompted", [False, True], ids=["gpt2-classifier", "gpt2-prompted"])
+def test_decoder_and_prompted_models(prompted, text_csv, tmp_path):
+    model = save_tiny("gpt2", tmp_path / "gpt2", causal_lm=prompted)
+    out = tmp_path / "out"
+    extra = ["--prompt", "Review: {text}\\nSentiment:", "--labels", " negative, positive"] if prompted else []
+    evaluate(*text_args(model, text_csv, out, "--methods", LIGHT, "--limit", 3, *extra))
+    tables = Store.existing(out).read()
+    assert list(tables["examples"]["status"]) == ["ok", "ok", "ok"]
+    assert set(tables["examples"]["predicted"]) <= {"negative", "positive"}
+    assert set(tables["components"].groupby("example_id").size()) == {2 * 4}  # 2 layers x 4 heads
+    first = tables["attributions"][(tables["attributions"]["example_id"] == "row-0")
+                                   & (tables["attributions"]["method"] == "occlusion")]
+    assert len(first) == len(TEXTS[0].split())  # the words of the text only, never the prompt's
+    manifest = json.loads((out / "manifest.json").read_text())["settings"]
+    assert manifest["kind"] == ("prompted" if prompted else "text")
