@@ -225,7 +225,7 @@ def test_a_store_with_other_settings_or_changed_data_is_refused(full_store, text
 def test_the_report_is_rebuilt_from_the_store_alone(full_store, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(full_store, out)
-    names = ("summary.json", "report.md", "examples.csv", "components.png")
+    names = ("summary.json", "report.md", "report.html", "examples.csv", "components.png")
     before = [(out / name).read_bytes() for name in names]
     for name in names:
         (out / name).unlink()

@@ -91,6 +91,15 @@ class Worker:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.adapter = adapter if adapter is not None else spec.open()
         self.job = job
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """One-off per-process work of the methods (shap's JIT compiles), before the first example."""
+        from twopath.attribution import ATTRIBUTION_METHODS
+
+        for name in self.job.methods:
+            if name in ATTRIBUTION_METHODS:
+                ATTRIBUTION_METHODS.create(name).prepare()
 
     def run(self, chunk: Chunk) -> Tables:
         from twopath.evaluation import combine, evaluate_example

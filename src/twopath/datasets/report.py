@@ -4,7 +4,7 @@
 number), aggregates with :func:`twopath.evaluation.summarize` and writes, each atomically:
 
 * ``summary.json`` — the summary with the store's manifest (model hash, settings, seed);
-* ``report.md`` — the same as readable tables: faithfulness (mean ± sd) beside the random-order
+* ``report.md`` and ``report.html`` — the same as readable tables: faithfulness (mean ± sd) beside the random-order
   controls, agreement between input methods, top component vs top unit, the components and the
   words or features most often ranked first, accuracy and gold × predicted counts when a label
   column was given, and the failures with their reasons;
@@ -33,11 +33,15 @@ def write_report(store: Store) -> dict[str, Path]:
     paths = {"json": store.root / "summary.json", "md": store.root / "report.md", "csv": store.root / "examples.csv"}
     write_atomic(paths["json"], json.dumps(document, indent=2, sort_keys=True, default=_json).encode())
     write_atomic(paths["md"], markdown(summary, store.manifest).encode())
-    write_atomic(paths["csv"], tables["examples"].to_csv(index=False).encode())
+    paths["html"] = store.root / "report.html"
+    from twopath.reports.escape import csv_cell
+
+    write_atomic(paths["csv"], tables["examples"].astype(object).map(csv_cell).to_csv(index=False).encode())
     figure = heatmap_png(tables["components"], tables["examples"])
     if figure is not None:
         paths["png"] = store.root / "components.png"
         write_atomic(paths["png"], figure)
+    write_atomic(paths["html"], html(summary, store.manifest, figure).encode())
     return paths
 
 
@@ -107,55 +111,78 @@ def _pm(mean: float, sd: float) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+Section = tuple[str, str, list[str], list[list[Any]]]  # title, about, header, rows
+
+
+def sections(summary: dict[str, Any], manifest: dict[str, Any]) -> tuple[str, str, list[Section]]:
+    """(title, intro, sections) of the report, rendered as Markdown and HTML alike."""
+    settings = manifest.get("settings", {})
+    n, failed = summary["n_examples"], summary.get("n_failed", 0)
+    title = f"twopath evaluate: {settings.get('model_name', 'model')}"
+    intro = (f"{n} examples explained at their predicted label, {failed} failed. Model hash "
+             f"{settings.get('model_hash')}, seed {settings.get('seed')}, settings hash {manifest.get('settings_hash')}.")
+    metrics = ("aopc_deletion", "aopc_insertion", "comprehensiveness", "sufficiency")
+    out: list[Section] = [(
+        "Faithfulness", "Mean ± sd over the examples; a ranking is worth something only where it beats the "
+        "random-order control of its path. Higher is better except sufficiency.", ["path", "method", *metrics],
+        [[r["path"], r["method"], *[_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]] for r in summary["faithfulness"]])]
+    if summary["agreement"]:
+        out.append(("Agreement between input methods", "Spearman ρ of the unit scores, mean ± sd.", ["pair", "spearman"],
+                    [[r["pair"], _pm(r["spearman_mean"], r["spearman_sd"])] for r in summary["agreement"]]))
+    insight = summary["insight"]
+    out.append(("Top component vs top unit", "Drop in target probability when the internal path's top component "
+                "is mean-ablated vs when the input path's top unit is deleted.",
+                ["top unit deleted", "top component ablated", "share where the component matters more"],
+                [[_pm(insight["top_unit_drop_mean"], insight["top_unit_drop_sd"]),
+                  _pm(insight["top_component_drop_mean"], insight["top_component_drop_sd"]),
+                  insight["share_component_larger"]]]))
+    if summary.get("top_components"):
+        out.append(("Components most often ranked first (ablation)", "The heatmap over all components: components.png.",
+                    ["component", "examples", "share"], [[r["name"], r["count"], r["share"]] for r in summary["top_components"]]))
+    if summary.get("top_units"):
+        out.append(("Words or features most often ranked first", "Per input method; words lower-cased.",
+                    ["method", "unit", "examples", "share"],
+                    [[r["method"], r["name"], r["count"], r["share"]] for r in summary["top_units"]]))
+    labels = summary.get("labels")
+    if labels:
+        out.append(("Gold labels", f"Accuracy {labels['accuracy']:.3f} over {labels['n_labelled']} labelled examples; "
+                    f"{labels['explained_at_gold']} were explained at their gold label (predicted = gold), "
+                    f"{labels['explained_at_other_label']} at another label.", ["gold", "predicted", "examples"],
+                    [[r["gold"], r["predicted"], r["count"]] for r in labels["confusion"]]))
+    if summary.get("failures"):
+        out.append(("Failures", "Examples that could not be explained; they are skipped, never guessed.",
+                    ["reason", "examples"], [[r["reason"], r["count"]] for r in summary["failures"]]))
+    return title, intro, out
 
 
 def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
-    settings = manifest.get("settings", {})
-    n, failed = summary["n_examples"], summary.get("n_failed", 0)
-    parts = [f"# twopath evaluate: {settings.get('model_name', 'model')}",
-             f"{n} examples explained at their predicted label, {failed} failed. Model hash "
-             f"`{settings.get('model_hash')}`, seed {settings.get('seed')}, settings hash `{manifest.get('settings_hash')}`."]
-    metrics = ("aopc_deletion", "aopc_insertion", "comprehensiveness", "sufficiency")
-    parts += ["## Faithfulness", "Mean ± sd over the examples; a ranking is worth something only where it beats the "
-              "random-order control of its path. Higher is better except sufficiency.",
-              _table(["path", "method", *metrics],
-                     [[r["path"], r["method"], *[_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]]
-                      for r in summary["faithfulness"]])]
-    if summary["agreement"]:
-        parts += ["## Agreement between input methods", "Spearman ρ of the unit scores, mean ± sd.",
-                  _table(["pair", "spearman"], [[r["pair"], _pm(r["spearman_mean"], r["spearman_sd"])]
-                                                 for r in summary["agreement"]])]
-    insight = summary["insight"]
-    parts += ["## Top component vs top unit", "Drop in target probability when the internal path's top component "
-              "is mean-ablated vs when the input path's top unit is deleted.",
-              _table(["top unit deleted", "top component ablated", "share where the component matters more"],
-                     [[_pm(insight["top_unit_drop_mean"], insight["top_unit_drop_sd"]),
-                       _pm(insight["top_component_drop_mean"], insight["top_component_drop_sd"]),
-                       insight["share_component_larger"]]])]
-    if summary.get("top_components"):
-        parts += ["## Components most often ranked first (ablation)", "Heatmap over all components: `components.png`.",
-                  _table(["component", "examples", "share"], [[r["name"], r["count"], r["share"]]
-                                                              for r in summary["top_components"]])]
-    if summary.get("top_units"):
-        parts += ["## Words or features most often ranked first",
-                  _table(["method", "unit", "examples", "share"], [[r["method"], r["name"], r["count"], r["share"]]
-                                                                  for r in summary["top_units"]])]
-    labels = summary.get("labels")
-    if labels:
-        parts += ["## Gold labels", f"Accuracy {labels['accuracy']:.3f} over {labels['n_labelled']} labelled examples; "
-                  f"{labels['explained_at_gold']} were explained at their gold label (predicted = gold), "
-                  f"{labels['explained_at_other_label']} at another label.",
-                  _table(["gold", "predicted", "examples"], [[r["gold"], r["predicted"], r["count"]]
-                                                             for r in labels["confusion"]])]
-    if summary.get("failures"):
-        parts += ["## Failures", "Examples that could not be explained; they are skipped, never guessed.",
-                  _table(["reason", "examples"], [[r["reason"], r["count"]] for r in summary["failures"]])]
-    return "\n\n".join(parts) + "\n"
+    from twopath.reports.escape import md_text
+
+    title, intro, parts = sections(summary, manifest)
+    lines = [f"# {md_text(title)}", md_text(intro)]
+    for name, about, header, rows in parts:
+        table = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+        table += ["| " + " | ".join(md_text(_cell(v)) for v in row) + " |" for row in rows]
+        lines += [f"## {md_text(name)}", md_text(about), "\n".join(table)]
+    return "\n\n".join(lines) + "\n"
+
+
+def html(summary: dict[str, Any], manifest: dict[str, Any], figure: bytes | None) -> str:
+    import base64
+    from html import escape
+
+    title, intro, parts = sections(summary, manifest)
+    body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(intro)}</p>"]
+    for name, about, header, rows in parts:
+        head = "".join(f"<th>{escape(h)}</th>" for h in header)
+        cells = "".join("<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+        body += [f"<h2>{escape(name)}</h2>", f"<p>{escape(about)}</p>", f"<table><tr>{head}</tr>{cells}</table>"]
+        if figure is not None and name.startswith("Components"):
+            body.append(f'<img alt="component heatmap" src="data:image/png;base64,{base64.b64encode(figure).decode()}">')
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
