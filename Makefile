@@ -40,6 +40,7 @@ bench: install  ## print the speed benchmarks (ratios to one forward pass)
 	$(PY) benchmarks/lens.py
 	$(PY) benchmarks/evaluate.py
 	$(PY) benchmarks/editing.py
+	$(PY) benchmarks/length.py
 
 clean:  ## remove the virtual environment and generated reports
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .mypy_cache
