@@ -531,6 +531,10 @@ from twopath.editing.command import register as _register_edit  # noqa: E402 (ty
 
 _register_edit(app)
 
+from twopath.cli_benchmark import register as _register_benchmark  # noqa: E402 (typer only; the body imports lazily)
+
+_register_benchmark(app)
+
 
 def main() -> None:
     app(prog_name="twopath")

@@ -1,4 +1,4 @@
-"""The localization benchmark (``benchmarks/localization.py``): on models whose mechanism is
+"""The localization benchmark (``twopath benchmark``, :mod:`twopath.seed.localization`): on models whose mechanism is
 planted by hand, the methods that should find it do, the ones that cannot by construction do
 not, and a random ranking does not."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from benchmarks import localization as bench
 
 from tests.helpers import single_threaded
+from twopath.seed import localization as bench
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,24 @@ def test_precision_at_k_of_a_random_ranking_is_k_over_n_and_zeros_are_never_hits
     assert np.mean(scores) == pytest.approx(4 / 20, abs=0.01)
     assert bench.precision_recall(truth, truth) == (1.0, 1.0)
     assert bench.precision_recall(truth, truth, importance=[1.0, 0.5, 0.0, 0.0]) == (0.5, 0.5)
+
+
+def test_cli_benchmark_prints_the_table_and_refuses_unknown_methods(tmp_path):
+    from typer.testing import CliRunner
+
+    from twopath.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["benchmark", "--methods", "shap,telepathy"])
+    assert bad.exit_code == 2 and "telepathy" in bad.output
+    bad = runner.invoke(app, ["benchmark", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and ".csv" in bad.output
+    out = tmp_path / "bench.csv"
+    ok = runner.invoke(app, ["benchmark", "--methods", "occlusion,head_ablation,random", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert "| planted-gpt2 | internal | head_ablation (mean) | 1 | 8 | 1.000 |" in ok.output
+    assert "lime" not in ok.output
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert set(frame["method"]) == {"occlusion", "head_ablation (mean)", "random ranking (mean of 200)"}

@@ -37,14 +37,14 @@ crosses the threshold. On the planted GPT-2, gradient x input ranks the attracto
 first: it is a local product of gradient and embedding, not a removal, and nothing guarantees
 that the two agree.
 
-Run with ``python benchmarks/localization.py`` (seconds; no cache, nothing trained). The test
+Run with ``twopath benchmark [--methods shap,head_ablation,...]`` or
+``python benchmarks/localization.py`` (seconds; no cache, nothing trained). The test
 ``tests/seed/test_agreement_localization.py`` asserts the recoveries below and that a random
-ranking does not achieve them.
+ranking does not achieve them; ``docs/agreement.md`` has the table.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,17 +53,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from twopath.attribution import ATTRIBUTION_METHODS  # noqa: E402
-from twopath.mechanistic import MECHANISTIC_METHODS  # noqa: E402
-from twopath.mechanistic.circuits import find_circuit  # noqa: E402
-from twopath.mechanistic.clusters import neuron_clusters  # noqa: E402
-from twopath.types import Example  # noqa: E402
+from twopath.attribution import ATTRIBUTION_METHODS
+from twopath.mechanistic import MECHANISTIC_METHODS
+from twopath.mechanistic.circuits import find_circuit
+from twopath.mechanistic.clusters import neuron_clusters
+from twopath.types import Example, TwopathError
 
 FEATURES = tuple(f"x{i}" for i in range(6))
 INPUT_METHODS = ("shap", "lime", "integrated_gradients", "occlusion", "gradient_x_input", "attention")
+INTERNAL_METHODS = ("neuron_ablation", "head_ablation", "activation_patching", "attribution_patching",
+                    "direct_logit_attribution", "direct_effect")
+EXTRA = ("circuit", "clusters", "random")
+METHODS = (*INPUT_METHODS, *INTERNAL_METHODS, *EXTRA)
 
 
 @dataclass
@@ -161,11 +162,11 @@ def precision_recall(ranked: Sequence[str], truth: Sequence[str], k: int | None 
     return hits / k, hits / len(truth)
 
 
-def _input_rows(case: Planted, seed: int) -> list[dict[str, Any]]:
+def _input_rows(case: Planted, seed: int, methods: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     target = case.example.target or case.adapter.labels[-1]
     for name in INPUT_METHODS:
-        if case.adapter.modality not in ATTRIBUTION_METHODS.get(name).modalities:
+        if name not in methods or case.adapter.modality not in ATTRIBUTION_METHODS.get(name).modalities:
             continue
         attribution = ATTRIBUTION_METHODS.create(name, seed=seed).attribute(case.adapter, case.example, target=target)
         order = attribution.ranking()
@@ -174,11 +175,13 @@ def _input_rows(case: Planted, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _internal_rows(case: Planted) -> list[dict[str, Any]]:
+def _internal_rows(case: Planted, methods: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     target = case.example.target or case.adapter.labels[-1]
     kind = case.adapter.default_component
     for name in case.methods:
+        if name not in methods:
+            continue
         method = MECHANISTIC_METHODS.create(name, **case.settings.get(name, {}))
         loc = method.localize(case.adapter, case.example, target=target, corrupted=case.contrast).subset(kind)
         order = loc.ranking()
@@ -244,29 +247,40 @@ def cluster_row(case: Planted, seed: int = 0) -> dict[str, Any] | None:
                      f"{' (planted label)' if together and home.top_feature == label else ''}"}
 
 
-def benchmark(seed: int = 0) -> pd.DataFrame:
-    """Every method on every planted case, with the random control, the circuit and the clusters."""
+def check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
+    """The methods to run (default: all), each checked against :data:`METHODS`."""
+    if methods is None:
+        return METHODS
+    chosen = tuple(m.strip() for m in methods if m.strip())
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise TwopathError(f"unknown benchmark method(s) {unknown or ['(none)']}; expected some of {', '.join(METHODS)}")
+    return chosen
+
+
+def benchmark(seed: int = 0, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every method (or those named) on every planted case, with the random control, the circuit
+    and the clusters."""
+    chosen = check_methods(methods)
     rows: list[dict[str, Any]] = []
     for case in planted_cases():
         if "mean ablation" not in case.name:
-            rows += _input_rows(case, seed)
-        rows += _internal_rows(case)
+            rows += _input_rows(case, seed, chosen)
+        rows += _internal_rows(case, chosen)
         if "mean ablation" in case.name:
             continue
-        rows += random_rows(case, seed=seed)
-        rows.append(circuit_row(case, seed))
-        cluster = cluster_row(case, seed)
+        if "random" in chosen:
+            rows += random_rows(case, seed=seed)
+        if "circuit" in chosen:
+            rows.append(circuit_row(case, seed))
+        cluster = cluster_row(case, seed) if "clusters" in chosen else None
         if cluster is not None:
             rows.append(cluster)
     return pd.DataFrame(rows)
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    frame = benchmark()
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 200):
-        print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+def render(frame: pd.DataFrame) -> str:
+    """The table as Markdown (what ``twopath benchmark`` prints and ``docs/agreement.md`` shows)."""
+    from twopath.reports.html import md_table
 
-
-if __name__ == "__main__":
-    main()
+    return md_table(frame)
