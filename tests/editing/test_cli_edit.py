@@ -32,10 +32,11 @@ BASE = ("--label", "y", "--localization", "ablation,random", "--n-random", "1", 
 def test_edit_writes_the_report_and_the_edited_model(files, tmp_path):
     out, saved = tmp_path / "report", tmp_path / "edited"
     result = _edit("--model", files / "model", "--data", files / "data.csv", "--forget", "x0", "--values", "-1,1",
-                   "--out", out, "--save-edited", saved, "--save-localization", "ablation", *BASE)
+                   "--out", out, "--save-edited", saved, "--save-localization", "ablation", "--components", "L0N0,L0N1",
+                   *BASE)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "edit_report.json").read_text())
-    assert [r["localization"] for r in report["rows"]] == ["original", "ablation", "random"]
+    assert [r["localization"] for r in report["rows"]] == ["original", "ablation", "random", "given"]
     assert {r["n_parameters"] for r in report["rows"][1:]} == {report["budget"]}
     assert (out / "edits.png").stat().st_size > 0 and (out / "edits.md").is_file()
     manifest = json.loads((saved / "edit.json").read_text())
@@ -51,6 +52,10 @@ def test_edit_writes_the_report_and_the_edited_model(files, tmp_path):
     (("--forget", "x0", "--budget", "100000"), "outside 1.."),
     (("--forget", "x0", "--word", "good"), "exactly one of"),
     (("--forget", "x0", "--label", "nope"), "no label column 'nope'"),
+    (("--forget", "x0", "--components", "L0N9"), "L0N9: hidden layer 0 has 8 neurons"),
+    (("--forget", "x0", "--components", " , "), "--components is empty"),
+    (("--forget", "x0", "--components", "L0H1"), "only neurons own parameters"),
+    (("--forget", "x0", "--components", "L0N0"), "fewer than the budget"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(files, tmp_path, args, message):
     out = tmp_path / "report"

@@ -70,6 +70,7 @@ def edit(
     lr: Annotated[float, typer.Option(help="Adam learning rate of the edit")] = 1e-2,
     n_random: Annotated[int, typer.Option(min=1, help="random localizations (seeds)")] = 3,
     relearn_steps: Annotated[int, typer.Option(min=0, help="whole-model steps of the relearning attack (0 = skip)")] = 20,
+    components: Annotated[str | None, typer.Option(help="also edit your own component set, e.g. 'L0N3,L1N7' or 'L2H1,L3H0' (filled to the same budget; row 'given')")] = None,
     save_edited: Annotated[Path | None, typer.Option(help="also save one edited model here (a new folder)")] = None,
     save_localization: Annotated[str | None, typer.Option(help="which localization --save-edited saves (default: the most robust)")] = None,
     seed: Annotated[int, typer.Option(help="seed (0 to 2**32 - 1)")] = 0,
@@ -106,7 +107,17 @@ def edit(
             adapter, task = _tabular(model, frame, forget, values, label, target, seed, v)
         else:
             adapter, task = _text(model, frame, word or "", label, text_column, target, seed, v)
-        if save_localization is not None and save_localization not in names:
+        given = _components(adapter, components) if components is not None else None
+        if given:
+            from twopath.editing.compare import default_budget
+            from twopath.editing.mask import component_mask
+
+            wanted = budget or default_budget(adapter, kind or adapter.default_component, k)
+            held = component_mask(adapter, given).count
+            if held < wanted:
+                raise_error(f"--components hold {held} parameters, fewer than the budget {wanted}; "
+                            "give more components or a smaller --k/--budget")
+        if save_localization is not None and save_localization not in [*names, *(["given"] if given else [])]:
             raise_error(f"--save-localization {save_localization!r} is not among --localization {names}")
 
         from twopath.editing import LocalizedFineTuning, Relearning, compare_localizations
@@ -115,7 +126,7 @@ def edit(
         say(f"editing: {task.name}, {len(names)} localizations")
         comparison = compare_localizations(
             adapter, task, kind=kind, budget=budget, k=k, localizations=names, n_random=n_random,
-            editor=LocalizedFineTuning(steps=steps, lr=lr, seed=seed),
+            editor=LocalizedFineTuning(steps=steps, lr=lr, seed=seed), extra={"given": given} if given else None,
             relearning=Relearning(steps=relearn_steps, seed=seed) if relearn_steps else Relearning(steps=0, seed=seed))
         checkpoint()
         paths = write_edit_report(comparison, out, {"model": str(model), "data": str(data)})
@@ -124,6 +135,23 @@ def edit(
         typer.echo("  ".join(str(p) for p in paths.values()))
 
     _run(action)
+
+
+def _components(adapter: Any, value: str) -> list[Any]:
+    """The user's component labels, checked against the model (before any heavy work)."""
+    from twopath.cli import raise_error
+    from twopath.editing.mask import component_mask
+    from twopath.types import Component
+
+    labels = [x.strip() for x in value.split(",") if x.strip()]
+    if not labels:
+        raise_error("--components is empty; give component labels such as L0N3,L1N7")
+    try:
+        parsed = [Component.parse(label) for label in labels]
+    except ValueError as err:
+        raise_error(f"--components: {err}")
+    component_mask(adapter, parsed)  # a component the model lacks: one line, exit 2
+    return parsed
 
 
 def _tabular(model: Path, frame: Any, forget: str, values: str | None, label: str, target: str, seed: int, v: Any
