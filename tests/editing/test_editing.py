@@ -271,3 +271,18 @@ def test_every_localization_runs_on_a_text_model_at_one_budget():
     assert all(r["n_parameters"] == table.budget and r["outside_unchanged"] for r in rows[1:])
     assert set(table.to_dict()["verdicts"]) >= {"criterion", "most_robust", "paper_finding"}
     assert all(np.isfinite(r["forget_gap"]) for r in rows)
+
+
+def test_a_saved_edited_text_model_reloads_with_the_same_outputs(tmp_path):
+    adapter = _text_adapter("gpt2")
+    task = _word(adapter)
+    result = LocalizedFineTuning(steps=3, lr=1e-2).edit(adapter, task, component_mask(adapter, [Component("head", 1, 0)]))
+    texts = list(CORPUS[:4])
+    with result.applied(adapter):
+        expected = adapter.predict_proba(texts)
+    before = adapter.predict_proba(texts)
+    out = save_edited(adapter, result, tmp_path / "edited-gpt2")
+    reloaded = HFTextClassifier.from_pretrained(out)
+    np.testing.assert_allclose(reloaded.predict_proba(texts), expected, atol=1e-6)
+    assert not np.allclose(expected, before)
+    assert json.loads((out / "edit.json").read_text())["edit"]["components"] == ["L1H0"]
