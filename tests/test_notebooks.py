@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ("01_sentiment_two_paths.ipynb", "02_loan_two_paths.ipynb", "03_course_exercises.ipynb")
+NOTEBOOKS = ("01_sentiment_two_paths.ipynb", "02_loan_two_paths.ipynb", "03_course_exercises.ipynb",
+             "04_agreement.ipynb")
 KERNEL = "python3"
 
 
