@@ -12,7 +12,8 @@ Cases:
   (neurons; always run);
 * ``hmda`` — remove the ``white`` pathway of the HMDA Boston MLP (neurons; run when the reference
   model is already cached, never trained here);
-* ``text`` — unlearn the word "good" in the tiny reference BERT (heads; when cached).
+* ``text`` — unlearn the seed sentence's top word (by occlusion; "good" on the reference
+  models) in the tiny reference BERT (heads; when cached).
 
 Run with ``make bench`` or ``python benchmarks/editing.py [--out DIR] [--cases loan,hmda,text]``.
 ``TWOPATH_BENCH_THREADS`` sets torch's thread count (default 1: steadier ratios on a busy machine).
@@ -81,10 +82,24 @@ def text_case() -> tuple[Any, Any, dict[str, Any]]:
     train, test = sentiment.split(seed=0)
     adapter.background = list(test["text"][:16])
     labels = {name: i for i, name in enumerate(sentiment.LABELS)}
-    task = word_task(adapter, train["text"], train["label"].map(labels), test["text"], test["label"].map(labels), "good",
+    word = seed_top_word(adapter)
+    task = word_task(adapter, train["text"], train["label"].map(labels), test["text"], test["label"].map(labels), word,
                      n_train=120, n_heldout=100, n_maintain=120)
     return adapter, task, {"kind": "head", "k": 2, "editor": LocalizedFineTuning(steps=60, lr=3e-3, batch_groups=32),
                            "relearning": Relearning(steps=10, lr=3e-4, batch_size=32)}
+
+
+def seed_top_word(adapter: Any) -> str:
+    """The seed sentence's top word by occlusion (the word the model leans on, from the run)."""
+    from twopath.attribution import ATTRIBUTION_METHODS
+    from twopath.datasets import sentiment
+
+    example = Example(sentiment.SEED_EXAMPLE_ID, sentiment.SEED_SENTENCE)
+    predicted = adapter.labels[int(adapter.logits(adapter.inputs(example)).argmax())]
+    attribution = ATTRIBUTION_METHODS.create("occlusion").attribute(adapter, example, target=predicted)
+    word = attribution.units[attribution.ranking()[0]]
+    print(f"[text] the seed sentence's top word by occlusion: {word!r}")
+    return word
 
 
 CASES = {"loan": (loan_case, "loan-mlp"), "hmda": (hmda_case, "hmda-mlp"), "text": (text_case, "sentiment-tiny-bert")}
