@@ -15,13 +15,21 @@ from tests import tiny_models
 from tests.helpers import single_threaded
 from tests.tiny_models import CORPUS, build_tiny, save_tiny
 from twopath.cli import app
-from twopath.comparisons import faithfulness
+from twopath.comparisons import bridges, faithfulness
 from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.circuits import greedy_circuit, masked_logits
-from twopath.runtime.interventions import Edit, MaskedAblation, ablate, capture, intervene, read, site_key
+from twopath.runtime.interventions import (
+    Edit,
+    MaskedAblation,
+    ablate,
+    capture,
+    intervene,
+    read,
+    site_key,
+)
 from twopath.runtime.text import HFTextClassifier, truncate_text
 from twopath.runtime.trace import forget
-from twopath.types import Attribution, Example
+from twopath.types import Attribution, Component, Example
 
 TEXT = " ".join(" ".join(CORPUS).split()[:14])  # 14 words, ~17 tokens
 CONTRAST = TEXT.replace("good", "bad", 1)
@@ -138,6 +146,17 @@ def test_component_curves_do_not_depend_on_the_budget(bert):
         for a, b in zip(curves[0], other, strict=True):
             assert np.allclose(a["deletion_curve"], b["deletion_curve"], atol=1e-6)
             assert np.allclose(a["insertion_curve"], b["insertion_curve"], atol=1e-6)
+
+
+@pytest.mark.parametrize(("max_rows", "rows"), [(1, None), (None, 8), (None, None)])
+def test_bridge_map_shares_its_passes_and_equals_one_captum_run_per_component(bert, max_rows, rows):
+    _budget(bert, max_rows, rows)
+    example = Example("t", TEXT)
+    components = [Component("head", 0, 1), Component("head", 1, 3), Component("neuron", 1, 5), Component("head", 1, 0)]
+    shared = bridges.components_input_attribution(bert, example, components, 1)
+    alone = np.vstack([bridges.component_input_attribution(bert, example, c, 1) for c in components])
+    assert shared.shape == (len(components), len(bert.units(example)))
+    assert np.abs(alone).max() > 1e-3 and np.allclose(shared, alone, atol=1e-6)
 
 
 # --- input curves: a grid of k beyond 25 points ------------------------------------------------------

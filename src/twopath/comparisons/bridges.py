@@ -11,6 +11,13 @@ pad baseline; transformed features from the background mean), merged into words 
 by summing, gives a **units × components** map. The bridge score is the share of the top-k
 components' absolute input attribution that lands on the input path's top-k units, compared
 with the same share for random components of the same kind (the control).
+
+The map is computed for all its components at once (:func:`components_input_attribution`): the
+interpolated inputs of the integral are the same for every component, so they run forward once
+(in batches the adapter's memory budget allows) and each component takes one backward pass
+through that graph; the heads' directions come from one backward pass of the example. The
+numbers are captum's (the same Gauss-Legendre points and weights; checked against one captum
+run per component), at about two thirds of the cost.
 """
 
 from __future__ import annotations
@@ -81,10 +88,78 @@ def component_input_attribution(adapter: Any, example: Example, component: Compo
     return adapter.merge_to_units(example, attr)
 
 
+def _site_key(where: Any) -> tuple[int, str, int | None]:
+    return (id(where.module), where.kind, where.occurrence)
+
+
+def _grab_sites(adapter: Any, components: Sequence[Component], store: dict[Any, torch.Tensor]) -> list[Any]:
+    """Hooks keeping (with their graph) the site tensor of every component, keyed by site."""
+    hooks, seen = [], set()
+    for component in components:
+        where = adapter.site(component)
+        key = _site_key(where)
+        if key in seen:
+            continue
+        seen.add(key)
+
+        def grab(*hook_args: Any, _key: Any = key, _kind: str = where.kind) -> None:
+            store[_key] = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
+
+        hooks.append(at(where, grab))
+    return hooks
+
+
+def _head_directions(adapter: Any, heads: Sequence[Component], inputs: dict[str, torch.Tensor],
+                     target: int) -> dict[Component, torch.Tensor]:
+    """:func:`_head_direction` of every head, from one forward and backward pass."""
+    if not heads:
+        return {}
+    store: dict[Any, torch.Tensor] = {}
+    with hooked(adapter.model, _grab_sites(adapter, heads, store)):
+        out = adapter.output(adapter.run(inputs), target)[0]
+    keys = list(store)
+    grads = dict(zip(keys, torch.autograd.grad(out, [store[k] for k in keys]), strict=True))
+    directions = {}
+    for head in heads:
+        grad = grads[_site_key(adapter.site(head))]
+        directions[head] = grad[0].view(grad.shape[1], adapter.n_heads, -1)[:, head.index, :].detach()
+    return directions
+
+
+def components_input_attribution(adapter: Any, example: Example, components: Sequence[Component], target: int,
+                                 n_steps: int = 16) -> np.ndarray:
+    """(components, units): :func:`component_input_attribution` of every component, sharing the
+    forward passes of the integral (captum's Gauss-Legendre rule, ``n_steps`` points)."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    inputs = adapter.inputs(example)
+    directions = _head_directions(adapter, [c for c in components if c.kind == "head"], inputs, target)
+    readers = [(_site_key(adapter.site(c)), _component_scalar(adapter, c, directions.get(c))) for c in components]
+    with torch.no_grad():
+        emb, base = adapter.embed(inputs), adapter.baseline(example)
+    sizes_fn, alphas_fn = approximation_parameters("gausslegendre")
+    sizes, alphas = sizes_fn(n_steps), alphas_fn(n_steps)
+    total = torch.zeros(len(components), *emb.shape[1:], dtype=emb.dtype, device=emb.device)
+    step = max(1, min(n_steps, adapter.rows_per_pass(inputs) // 4))  # a backward pass keeps the graph
+    for lo in range(0, n_steps, step):
+        alpha = torch.tensor(alphas[lo : lo + step], dtype=emb.dtype, device=emb.device).view(-1, 1, 1)
+        weight = torch.tensor(sizes[lo : lo + step], dtype=emb.dtype, device=emb.device).view(-1, 1, 1)
+        scaled = (base + alpha * (emb - base)).requires_grad_()
+        store: dict[Any, torch.Tensor] = {}
+        with hooked(adapter.model, _grab_sites(adapter, components, store)):
+            adapter.run_embedded(scaled, inputs)
+        for i, (key, read) in enumerate(readers):
+            (grad,) = torch.autograd.grad(read(store[key]).sum(), scaled, retain_graph=i < len(readers) - 1)
+            total[i] += (grad * weight).sum(0)
+    attributions = (total * (emb - base)).detach()
+    return np.vstack([adapter.merge_to_units(example, attributions[i : i + 1]) for i in range(len(components))])
+
+
 def bridge_map(adapter: Any, example: Example, components: Sequence[Component], target: int) -> pd.DataFrame:
     """Units × components: how much each input unit drives each component's contribution."""
     units = adapter.units(example)
-    data = {str(c): component_input_attribution(adapter, example, c, target) for c in components}
+    values = components_input_attribution(adapter, example, components, target) if components else np.zeros((0, len(units)))
+    data = {str(c): values[i] for i, c in enumerate(components)}
     return pd.DataFrame(data, index=list(units))
 
 
