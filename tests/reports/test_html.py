@@ -161,8 +161,8 @@ def test_unknown_format_is_rejected_before_writing(hostile_report, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_stability_text_states_the_seeds_used(hostile_report, html):
-    seeds = hostile_report.examples[0].tables["stability"]["seeds"]
-    assert len(seeds) == 2
-    assert "over 2 seeds" in html
-    assert "over 5 seeds" not in html
+def test_stability_text_states_the_replicates_used(hostile_report, html):
+    stability = hostile_report.examples[0].tables["stability"]
+    assert stability["mode"] == "bootstrap" and stability["seeds"] == [0]  # the first of stability_seeds=(0, 1)
+    assert f"over {stability['resamples']} bootstrap refits" in html
+    assert "over 5 seeds" not in html and "over 2 seeds" not in html
