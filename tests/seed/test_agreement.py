@@ -219,3 +219,13 @@ def test_reference_model_reaches_95_percent_and_the_claim_has_a_verdict():
     head_claim = result.tables["claims"][1]
     assert head_claim["verdict"] in (claims.SUPPORTED, claims.PARTLY, claims.NOT_SUPPORTED)
     assert result.tables["mechanisms"]["named_head"] in head_claim["measured"]
+
+
+def test_cli_lists_the_agreement_task_and_refuses_a_misspelt_one():
+    from typer.testing import CliRunner
+
+    from twopath.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "agreemnt"])
+    assert result.exit_code == 2
+    assert "agreement" in result.output and "agreemnt" in result.output
