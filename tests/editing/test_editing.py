@@ -158,7 +158,7 @@ def test_editing_the_planted_neurons_removes_the_feature_and_editing_others_does
     assert counterfactual_gap(adapter, task.heldout_groups, task.target)["gap"] == original  # adapter untouched
 
 
-def test_weights_flags_and_mode_are_restored_after_an_exception(planted, monkeypatch):
+def test_weights_flags_mode_and_hooks_are_restored_after_an_exception(planted, monkeypatch):
     adapter, task = planted
     before = _snapshot(adapter)
     adapter.model.train()
@@ -175,12 +175,19 @@ def test_weights_flags_and_mode_are_restored_after_an_exception(planted, monkeyp
     monkeypatch.setattr(type(adapter), "run", failing)
     with pytest.raises(RuntimeError, match="boom"):
         LocalizedFineTuning(steps=10, lr=0.5, check_every=100).edit(adapter, task, component_mask(adapter, PLANTED))
+    from twopath.editing.localizations import by_probe
+
+    calls["n"] = 3  # the probe's capture pass fails with its hooks on
+    with pytest.raises(RuntimeError, match="boom"):
+        by_probe(adapter, task, "neuron")
     monkeypatch.undo()
     assert adapter.model.training
     adapter.model.eval()
     assert {n: p.requires_grad for n, p in adapter.model.named_parameters()} == flags
     assert all(torch.equal(p, before[n]) for n, p in adapter.model.named_parameters())
     assert all(p.grad is None for p in adapter.model.parameters())
+    from tests.helpers import n_hooks
+    assert n_hooks(adapter.model) == 0
 
 
 def test_relearning_is_deterministic_and_restores_the_model(planted):
