@@ -301,3 +301,28 @@ def test_decoder_and_prompted_models(prompted, text_csv, tmp_path):
     assert len(first) == len(TEXTS[0].split())  # the words of the text only, never the prompt's
     manifest = json.loads((out / "manifest.json").read_text())["settings"]
     assert manifest["kind"] == ("prompted" if prompted else "text")
+
+
+def test_an_interrupted_run_keeps_its_finished_shards(full_store, text_model, text_csv, tmp_path, monkeypatch):
+    """Ctrl-C after the first shard: exit 130, that shard kept, the re-run finishes the rest."""
+    written: list[Path] = []
+    original = Store.write_shard
+
+    def write_then_interrupt(self: Store, tables: Any) -> Path:
+        if written:
+            raise KeyboardInterrupt
+        written.append(original(self, tables))
+        return written[-1]
+
+    monkeypatch.setattr(Store, "write_shard", write_then_interrupt)
+    out = tmp_path / "interrupted"
+    result = CliRunner().invoke(app, ["evaluate", *[str(a) for a in text_args(text_model, text_csv, out)], "-q"])
+    assert result.exit_code == 130, result.output
+    assert "run the same command again to finish" in result.stderr
+    assert [p.name for p in Store.existing(out).shard_dirs()] == [written[0].name]
+    n_first = len(Store.existing(out).read()["examples"])
+    assert 0 < n_first < len(TEXTS) and not (out / "summary.json").exists()
+    monkeypatch.setattr(Store, "write_shard", original)
+    evaluate(*text_args(text_model, text_csv, out))
+    assert json.loads((out / "run.json").read_text())["computed"] == len(TEXTS) - n_first
+    assert rows(out) == rows(full_store)
