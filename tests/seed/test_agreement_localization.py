@@ -101,3 +101,15 @@ def test_cli_benchmark_prints_the_table_and_refuses_unknown_methods(tmp_path):
 
     frame = pd.read_csv(out)
     assert set(frame["method"]) == {"occlusion", "head_ablation (mean)", "random ranking (mean of 200)"}
+
+
+def test_ground_truth_is_machine_readable_and_names_real_components():
+    import json
+
+    for case in bench.planted_cases():
+        truth = case.ground_truth()
+        json.dumps(truth)  # plain data
+        kind = case.adapter.default_component
+        names = {str(c) for c in case.adapter.components(kind)}
+        assert set(truth["components"]) <= names
+        assert set(truth["units"]) <= {u.lower() for u in case.adapter.units(case.example)}

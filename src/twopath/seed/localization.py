@@ -81,6 +81,15 @@ class Planted:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     cluster: tuple[int, tuple[str, ...], str] | None = None  # (layer, neurons, label)
 
+    def ground_truth(self) -> dict[str, Any]:
+        """The planted mechanism, machine-readable: input units, components, cluster."""
+        truth: dict[str, Any] = {"model": self.name, "example": self.example.raw, "contrast": self.contrast.raw,
+                                 "units": list(self.units), "components": list(self.components)}
+        if self.cluster is not None:
+            layer, neurons, label = self.cluster
+            truth["cluster"] = {"layer": layer, "neurons": list(neurons), "label": label}
+        return truth
+
 
 def planted_mlp() -> Any:
     """The hand-set tabular MLP described in the module docstring (labels ``no`` / ``yes``)."""
