@@ -104,6 +104,43 @@ def test_per_position_patching_batched_equals_one_row_per_pass(bert, max_rows, r
     assert np.allclose(patched, reference, atol=1e-6)
 
 
+@pytest.mark.parametrize(("max_rows", "rows"), [(1, None), (None, 3), (None, None)])
+def test_long_position_sweeps_group_tokens_by_word_and_equal_the_reference(bert, monkeypatch, max_rows, rows):
+    from twopath.mechanistic import ablation
+
+    monkeypatch.setattr(ablation, "GROUP_ABOVE_TOKENS", 8)  # TEXT (~17 tokens) counts as long
+    _budget(bert, max_rows, rows)
+    example, contrast = Example("t", TEXT), Example("c", CONTRAST)
+    inputs, corrupt_in = bert.inputs(example), bert.inputs(contrast)
+    inp = bert.encode(TEXT)
+    groups = ablation.position_groups(bert, example, inp.n_tokens)
+    assert groups is not None and sorted(p for g in groups for p in g) == list(range(inp.n_tokens))
+    for g in groups:  # a word's tokens together, every other position alone
+        assert len({int(inp.token_word[p]) for p in g}) == 1 and (len(g) == 1 or inp.token_word[g[0]] >= 0)
+    assert len(groups) == len(inp.words) + int((inp.token_word < 0).sum()) < inp.n_tokens
+
+    loc = MECHANISTIC_METHODS.create("position_ablation").localize(bert, example, target="positive")
+    assert loc.meta["position_groups"] == groups and len(loc.components) == bert.n_layers * len(groups)
+    clean = _output(bert, inputs)
+    reference = []
+    for c in loc.components:
+        members = [Component("resid", c.layer, position=p) for p in groups[[g[0] for g in groups].index(c.position)]]
+        with intervene(bert, ablate(bert, members, "mean")):
+            reference.append(clean - _output(bert, inputs))
+    assert np.allclose(loc.effects, reference, atol=1e-6)
+
+    patch = MECHANISTIC_METHODS.create("activation_patching", sites=("resid",)).localize(
+        bert, example, target="positive", corrupted=contrast)
+    assert patch.meta["position_groups"] == groups and patch.components == loc.components
+    with torch.no_grad(), capture(bert, patch.components) as store:
+        bert.run(inputs)
+    patched = patch.effects * (patch.clean - patch.corrupted) + patch.corrupted
+    for c, value in zip(patch.components, patched, strict=True):
+        members = [Component("resid", c.layer, position=p) for p in groups[[g[0] for g in groups].index(c.position)]]
+        with intervene(bert, [Edit(0, m, read(bert, m, store[site_key(m)])) for m in members]):
+            assert value == pytest.approx(_output(bert, corrupt_in), abs=1e-6)
+
+
 # --- masked ablation (circuits, component curves): chunked by the budget ------------------------------
 
 

@@ -25,6 +25,14 @@ the residual stream entering every block, and the rows ablating a layer-``l`` co
 from it instead of recomputing the embeddings and blocks ``0..l-1``; the effects are the same.
 It applies where it pays (``adapter.resume_pays``: transformers); an MLP's layers are cheaper
 than the extra forward calls, so there one full batched pass runs.
+
+**Long inputs.** A position sweep has ``layers x positions`` rows and a row costs about its number
+of positions, so it grows with the square of the length. Beyond ``GROUP_ABOVE_TOKENS`` (128)
+positions, position ablation (and per-position patching) **group positions by word** — the units
+the report shows: one row ablates every token of a word at once (special tokens and a prompt's
+template stay one position each), named by the word's first position; ``meta["position_groups"]``
+lists the positions of each group. Rows run in batches of the adapter's memory budget
+(:meth:`~twopath.runtime.adapter.ModelAdapter.chunk`).
 """
 
 from __future__ import annotations
@@ -46,6 +54,51 @@ from twopath.runtime.trace import Trace
 from twopath.types import Component, Example, TwopathError
 
 MODES = ("zero", "mean", "resample")
+#: per-position sweeps group tokens by word beyond this many positions
+GROUP_ABOVE_TOKENS = 128
+
+
+def position_groups(adapter: Any, example: Example, n_positions: int,
+                    above: int | None = None) -> list[list[int]] | None:
+    """Positions grouped by the unit (word) they belong to, in order, other positions alone; ``None``
+    (one group per position) up to ``above`` positions. Read from the adapter's own merge of
+    per-position scores into units, so every tokenizer groups as its attributions do."""
+    if n_positions <= (GROUP_ABOVE_TOKENS if above is None else above):
+        return None
+    owner = []
+    for p in range(n_positions):
+        one = np.zeros(n_positions)
+        one[p] = 1.0
+        units = np.flatnonzero(adapter.merge_to_units(example, one))
+        owner.append(int(units[0]) if len(units) else None)
+    groups: list[list[int]] = []
+    index: dict[int, int] = {}
+    for p, unit in enumerate(owner):
+        if unit is None:
+            groups.append([p])
+        elif unit in index:
+            groups[index[unit]].append(p)
+        else:
+            index[unit] = len(groups)
+            groups.append([p])
+    return groups
+
+
+def grouped(components: list[Component], groups: list[list[int]] | None) -> tuple[list[Component], list[list[Component]]]:
+    """Per-position ``resid`` components merged into one per (layer, group), named by the group's
+    first position, with the positions each stands for (other components unchanged)."""
+    if groups is None:
+        return components, [[c] for c in components]
+    first = {g[0]: g for g in groups}
+    named, members = [], []
+    for c in components:
+        if c.kind != "resid":
+            named.append(c)
+            members.append([c])
+        elif c.position in first:
+            named.append(c)
+            members.append([Component("resid", c.layer, position=p) for p in first[c.position]])
+    return named, members
 
 
 class _Ablation(InterventionMethod):
@@ -65,32 +118,44 @@ class _Ablation(InterventionMethod):
         trace = Trace.of(adapter, example)
         inputs = trace.inputs
         components = self.components(adapter, inputs)
+        groups = self.groups(adapter, example, inputs)
+        components, members = grouped(components, groups)
         clean, clean_prob = logits_output(adapter, trace.logits, target, self.output)
         prefix = trace if self.prefix_cache and adapter.resume_pays else None
         if self.mode == "resample":
-            outputs, probs = self._resampled(adapter, inputs, components, target, prefix)
+            outputs, probs = self._resampled(adapter, inputs, components, target, prefix, members)
         else:
-            edits = ablate(adapter, components, self.mode)
-            outputs, probs, _ = sweep(adapter, inputs, [[e] for e in edits], target, self.output, self.batch_size,
+            edits = iter(ablate(adapter, [m for part in members for m in part], self.mode))
+            rows = [[next(edits) for _ in part] for part in members]
+            outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size,
                                       prefix_cache=prefix or False)
+        meta: dict[str, Any] = {"mode": self.mode, "clean_probability": clean_prob, "probability": [float(p) for p in probs],
+                                "n_forward_rows": len(components) * (self.n_resamples if self.mode == "resample" else 1) + 1}
+        if groups is not None:
+            meta["position_groups"] = groups
+            meta["grouped_by"] = "word"
         return {
             "metric": f"{self.output}_drop",
             "components": components,
             "effects": clean - outputs,
             "clean": clean,
-            "meta": {"mode": self.mode, "clean_probability": clean_prob, "probability": [float(p) for p in probs],
-                     "n_forward_rows": len(components) * (self.n_resamples if self.mode == "resample" else 1) + 1},
+            "meta": meta,
         }
 
+    def groups(self, adapter: Any, example: Example, inputs: dict[str, Any]) -> list[list[int]] | None:
+        """Position groups of a per-position sweep (``None``: every component alone)."""
+        return None
+
     def _resampled(self, adapter: Any, inputs: dict[str, Any], components: list[Component], target: int,
-                   prefix: Trace | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   prefix: Trace | None = None, members: list[list[Component]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         reference = adapter.reference_inputs()
         n_ref = next(iter(reference.values())).shape[0]
         rng = np.random.default_rng(self.seed)
         picks = rng.choice(n_ref, size=min(self.n_resamples, n_ref), replace=False)
         index = torch.as_tensor(picks, device=adapter.device)
         donors = example_activations(adapter, components, {k: v[index] for k, v in reference.items()})
-        rows = [[Edit(0, c, mean_value(adapter, c, donor))] for donor in donors for c in components]
+        members = members or [[c] for c in components]
+        rows = [[Edit(0, m, mean_value(adapter, m, donor)) for m in part] for donor in donors for part in members]
         outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size,
                                   prefix_cache=prefix or False)
         shape = (len(donors), len(components))
@@ -144,3 +209,6 @@ class PositionAblation(_Ablation):
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
         return adapter.components("resid", inputs)
+
+    def groups(self, adapter: Any, example: Example, inputs: dict[str, Any]) -> list[list[int]] | None:
+        return position_groups(adapter, example, int(next(iter(inputs.values())).shape[1]))

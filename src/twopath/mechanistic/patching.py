@@ -14,6 +14,9 @@ Effects are the normalized output of the patched run: 0 = the corrupted run, 1 =
 (layer × position) for text, and whole hidden layers ``Ll`` and single neurons ``LlNi`` for an
 MLP. For every layer twopath also reports whether the decision *flips*, and for an MLP the
 fewest of the layer's neurons (taken in order of their single-neuron effect) whose patch flips it.
+Beyond 128 positions the residual positions are patched a word at a time (every token of the word
+at once, named by its first position; ``meta["position_groups"]``), as position ablation does:
+the sweep is ``layers x positions`` rows of a cost that grows with the length.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from twopath.mechanistic.ablation import grouped, position_groups
 from twopath.mechanistic.base import MECHANISTIC_METHODS, InterventionMethod, logits_output, sweep
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.interventions import Edit, capture, read, site_key
@@ -57,8 +61,13 @@ class ActivationPatching(InterventionMethod):
         source, base = (clean_in, corrupt_in) if direction == "denoise" else (corrupt_in, clean_in)
         sites = self.sites or (("resid",) if adapter.positional else ("layer", "neuron"))
         components = patch_components(adapter, clean_in, sites)
-        source_acts = self._source(adapter, source, components)
-        rows = [[Edit(0, c, v)] for c, v in zip(components, source_acts, strict=True)]
+        groups = (position_groups(adapter, example, int(clean_in["input_ids"].shape[1]))
+                  if adapter.positional and "resid" in sites and "input_ids" in clean_in else None)
+        components, members = grouped(components, groups)
+        values = self._source(adapter, source, [m for part in members for m in part])
+        starts = np.cumsum([0] + [len(part) for part in members[:-1]]).tolist() if members else []
+        rows = [[Edit(0, m, values[at + j]) for j, m in enumerate(part)] for at, part in zip(starts, members, strict=True)]
+        source_acts = [values[at] for at in starts]  # one per component (a group: its first position)
         cache = self.prefix_cache and adapter.resume_pays
         outputs, probs, decisions = sweep(adapter, base, rows, target, self.output, self.batch_size, prefix_cache=cache)
         normalized = (outputs - corr) / (clean - corr)
@@ -73,6 +82,9 @@ class ActivationPatching(InterventionMethod):
             "flips": [str(c) for c, f in zip(components, flips, strict=True) if f],
             "n_forward_rows": len(rows) + 2,
         }
+        if groups is not None:
+            meta["position_groups"] = groups
+            meta["grouped_by"] = "word"
         if adapter.positional:
             meta["tokens"] = adapter.tokens(example)
             meta["corrupted_tokens"] = adapter.tokens(corrupted)
