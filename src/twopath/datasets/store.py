@@ -147,7 +147,9 @@ class Store:
             raise TwopathError(f"{path} is not a readable manifest ({err}); give another --out") from None
         wanted = _normal(settings)
         if not isinstance(found, dict) or found.get("settings_hash") != settings_hash(wanted):
-            old = found.get("settings") if isinstance(found, dict) and isinstance(found.get("settings"), dict) else {}
+            old: dict[str, Any] = {}
+            if isinstance(found, dict) and isinstance(found.get("settings"), dict):
+                old = found["settings"]
             differ = sorted(k for k in set(old) | set(wanted) if old.get(k) != wanted.get(k))
             raise TwopathError(f"--out {root} holds results made with other settings (they differ in "
                                f"{', '.join(differ) or 'the format'}); results with different settings never mix: "
