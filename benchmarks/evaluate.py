@@ -58,7 +58,10 @@ def sentiment_model(work: Path) -> tuple[str, str]:
     if cached:
         return str(cached[0]), "MiniLM-L6 fine-tuned (cached)"
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     base = zoo.minilm_path()
     model = AutoModelForSequenceClassification.from_pretrained(
