@@ -15,7 +15,7 @@ of one torch thread each, each writing its own store. It prints, per model and e
   of 2 workers over 1;
 * whether every store holds **the same numbers** as the in-process one (they must).
 
-Sizes: ``TWOPATH_BENCH_SENTENCES`` (default 8) and ``TWOPATH_BENCH_APPLICANTS`` (default 200);
+Sizes: ``TWOPATH_BENCH_SENTENCES`` (default 4) and ``TWOPATH_BENCH_APPLICANTS`` (default 100);
 the issue's reference sizes are 200 and 1,000. ``TWOPATH_BENCH_ENGINES`` picks the engines
 (default ``local,ray``). Without the fine-tuned MiniLM in the cache the base MiniLM with a fresh
 classification head is timed instead (same cost, the printout says so); nothing is trained.
@@ -210,8 +210,8 @@ def bench(name: str, spec: engines.ModelSpec, examples: list[Example], root: Pat
 
 
 def main() -> None:
-    n_text = int(os.environ.get("TWOPATH_BENCH_SENTENCES", "8"))
-    n_tab = int(os.environ.get("TWOPATH_BENCH_APPLICANTS", "200"))
+    n_text = int(os.environ.get("TWOPATH_BENCH_SENTENCES", "4"))
+    n_tab = int(os.environ.get("TWOPATH_BENCH_APPLICANTS", "100"))
     engine_names = [e.strip() for e in os.environ.get("TWOPATH_BENCH_ENGINES", "local,ray").split(",") if e.strip()]
     if "ray" in engine_names:
         try:
