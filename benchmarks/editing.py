@@ -123,7 +123,7 @@ def run_case(name: str, out: Path | None) -> pd.DataFrame | None:
           f"({options['kind']}s); F1 = {f1 * 1e3:.3f} ms; whole table {total:.1f} s = {total / f1:,.0f} F1")
     columns = ["localization", "n_runs", "budget_matched", "n_parameters", "steps", "forget_gap", "flip_share",
                "heldout_accuracy", "heldout_auc", "agreement", *[c for c in frame if c.startswith("robust_gap")],
-               "relearned_gap", "relearned_gap_sd", "localize_F1", "edit_F1", "edit_and_metrics_F1"]
+               "relearn_set_gap", "relearned_gap", "relearned_gap_sd", "localize_F1", "edit_F1", "edit_and_metrics_F1"]
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(frame[[c for c in columns if c in frame]].round(3).to_string(index=False))
     print("verdicts:", comparison.verdicts())

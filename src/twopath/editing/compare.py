@@ -6,7 +6,8 @@ mask, and measures the edited model: the **forget** metric (held-out counterfact
 share), **maintain** (held-out accuracy and AUC, agreement with the original's decisions on
 other features' counterfactuals), **robustness** (the gap on inputs of another form) and the
 gap **after relearning** (the whole edited model fine-tuned a few steps on half the training
-inputs' original labels, measured on the other half). Random components run over several seeds
+inputs' original labels, measured on the other half; ``relearn_set_gap`` is the same set's gap
+before relearning, so the two show how much came back). Random components run over several seeds
 and are summarised as a distribution. ``all parameters`` is the non-localized control: its
 budget is *not* matched, and the table says so.
 
@@ -103,6 +104,7 @@ def measure(adapter: Any, task: EditTask, reference: np.ndarray, relearning: Rel
     for name, groups in task.robust_groups.items():
         row[f"robust_gap[{name}]"] = counterfactual_gap(adapter, groups, task.target)["gap"]
     if len(task.relearn_inputs) and task.relearn_groups:
+        row["relearn_set_gap"] = counterfactual_gap(adapter, task.relearn_groups, task.target)["gap"]
         values = relearn(adapter, None, task.relearn_inputs, task.relearn_labels, relearning.steps, relearning.lr,
                          relearning.batch_size, relearning.seed)
         with with_values(adapter, values):

@@ -29,7 +29,7 @@ def check_report_out(out: str | Path) -> Path:
 def render_markdown(comparison: EditComparison) -> str:
     frame = comparison.summary()
     columns = [c for c in ("localization", "n_runs", "budget_matched", "n_parameters", "forget_gap", "forget_gap_sd",
-                           "flip_share", "heldout_accuracy", "heldout_auc", "agreement", "relearned_gap",
+                           "flip_share", "heldout_accuracy", "heldout_auc", "agreement", "relearn_set_gap", "relearned_gap",
                            "relearned_gap_sd", "localize_seconds", "edit_seconds") if c in frame]
     robust = [c for c in frame.columns if c.startswith("robust_gap")]
     table = frame[columns[:10] + robust + columns[10:]]
