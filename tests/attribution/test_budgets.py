@@ -84,14 +84,15 @@ def test_partition_full_evals_is_the_threshold_of_a_fully_expanded_tree():
 
 def test_shap_budget_exact_then_partition_then_capped(bert):
     exact = _attr(bert, "shap", SEED).meta["budget"]
-    assert exact["setting"] == "exact_max_units" and exact["used"] == 2**8 and not exact["capped"]
+    assert exact["setting"] == "coalitions" and exact["used"] == 2**8 and not exact["capped"]
     short = _attr(bert, "shap", words(20))
     assert short.meta["algorithm"] == "partition"
     assert short.meta["budget"]["full"] == shap_.partition_full_evals(shap_.adjacent_word_tree(20), 20) <= 500
     assert not short.meta["budget"]["capped"] and short.meta["budget"]["error"] == 0.0
     long = _attr(bert, "shap", words(30))
     budget = long.meta["budget"]
-    assert budget["used"] == 500 and budget["full"] == 651 and budget["capped"] and budget["error"] > 0
+    assert budget["used"] == 500 and budget["full"] == shap_.partition_full_evals(shap_.adjacent_word_tree(30), 30) > 500
+    assert budget["capped"] and budget["error"] > 0
     f_x = evaluator_for(bert, Example("x", words(30)), bert.label_index("positive")).full()
     assert long.base_value + long.scores.sum() == pytest.approx(f_x, abs=1e-4)  # additive whatever the cap
     user = _attr(bert, "shap", words(30), max_evals=300).meta["budget"]
