@@ -15,7 +15,7 @@ the shared memoized evaluator, so shap does the game theory and twopath does the
 * ``partition`` (default for longer sentences) — shap's Partition explainer (Owen values) over a
   balanced binary tree of adjacent words, so neighbouring words are grouped as in shap's text
   masker; ``max_evals`` bounds its cost. Expanding every node of the tree takes about
-  ``n^2 / 1.4`` evaluations (427 for 24 words, 1,707 for 48); under the cap shap
+  about ``n^2 / 1.35`` evaluations (427 for 24 words, 1,707 for 48); under the cap shap
   expands the nodes that move the output most and leaves each unexpanded group's share split
   evenly among its words;
 * ``permutation`` and ``kernel`` — sampled estimates for wide tables (additivity holds exactly
