@@ -82,7 +82,8 @@ def _model_kind(model: Path, prompt: str | None, labels: str | None) -> tuple[st
     return "text", {"labels": ordered, "name": model.name}
 
 
-def _methods(methods: str | None, config: Path | None, modality: str) -> tuple[list[str], dict[str, Any]]:
+def _methods(methods: str | None, config: Path | None, modality: str) -> tuple[list[str], dict[str, Any], list[str]]:
+    """(input methods, settings, config keys evaluate does not use)."""
     from twopath import validation as v
     from twopath.evaluation import DATASET_METHODS
     from twopath.types import TwopathError
@@ -103,7 +104,9 @@ def _methods(methods: str | None, config: Path | None, modality: str) -> tuple[l
         from twopath.validation import METHODS
 
         names = [m for m in DATASET_METHODS if modality in METHODS[m].modalities]
-    return list(names), dict(options.get("settings", {}))
+    unused = sorted({"mechanistic_methods": "methods.mechanistic", "output": "output", "with_checks": "checks"}[k]
+                    for k in options if k not in ("attribution_methods", "settings"))
+    return list(names), dict(options.get("settings", {})), unused
 
 
 def run_evaluate(*, model: Path, data: Path, out: Path, text_column: str | None, row_columns: str | None,
@@ -138,7 +141,7 @@ def run_evaluate(*, model: Path, data: Path, out: Path, text_column: str | None,
     modality = "tabular" if kind == "tabular" else "text"
     if background is not None and modality == "tabular":
         raise TwopathError("--background is for text models; a tabular model's background is drawn from --data")
-    names, settings = _methods(methods, config, modality)
+    names, settings, unused = _methods(methods, config, modality)
     columns = [c.strip() for c in row_columns.split(",") if c.strip()] if row_columns else None
     if modality == "tabular" and columns is None:
         columns = facts["features"]
@@ -148,6 +151,9 @@ def run_evaluate(*, model: Path, data: Path, out: Path, text_column: str | None,
         raise TwopathError(f"--row-columns {dataset.columns} are not the model's features {facts['features']}")
     reference = _background(background, dataset, modality, seed)
     say = cli._say(quiet)
+    if unused:
+        say(f"note: evaluate does not use the config's {', '.join(unused)} (its internal ranking is ablation of every "
+            "head or neuron; curves are in target probability)")
 
     spec = engines.ModelSpec(kind, str(model), tuple(reference), facts.get("template"), tuple(facts.get("words", ())),
                              batch_size=batch_size)
