@@ -121,6 +121,19 @@ def decoder_result() -> ExampleResult:
                    with_circuit=False, with_bridges=False, with_checks=False)
 
 
+@functools.cache
+def agreement_result() -> ExampleResult:
+    """The agreement task's report on the GPT-2 with a hand-wired agreement head (light settings)."""
+    from twopath.datasets import agreement as data
+    from twopath.seed import agreement
+
+    adapter = agreement.planted_agreement_model(agreement.planted_tokenizer())
+    adapter.background = [i.prefix for i in data.held_out(8, "pp", seed=2)]
+    with single_threaded():
+        report = agreement.agreement_report(adapter, {}, say=_quiet, dataset_size=0, n_claim=2, checks=False)
+    return report.examples[0]
+
+
 def text_report(result: ExampleResult) -> Report:
     from twopath.seed import zoo
     from twopath.seed.tasks import reproducibility
@@ -266,6 +279,13 @@ def check_dla(ax: Any, result: ExampleResult, given: bool) -> None:
     assert widths == pytest.approx(sorted(abs(dla.effects[i]) for i in dla.ranking()[:12]))
 
 
+def check_agreement_attention(ax: Any, result: ExampleResult, given: bool) -> None:
+    att = result.tables["mechanisms"]["agreement_attention"]
+    assert [p.get_height() for p in ax.patches] == pytest.approx(att["weights"])  # one bar per token
+    assert [t.get_text() for t in ax.get_xticklabels()] == att["tokens"]
+    assert att["head"] in ax.get_title()
+
+
 def _has_mechanisms(result: ExampleResult) -> bool:
     return bool(result.tables.get("mechanisms"))
 
@@ -287,13 +307,14 @@ DISPLAYS: dict[str, tuple[tuple[str, ...], Check]] = {
     "BridgeDisplay": (KINDS, check_bridges),
     "LensDisplay": (("decoder",), check_lens),
     "DLADisplay": (("decoder",), check_dla),
+    "AgreementAttentionDisplay": (("agreement",), check_agreement_attention),
 }
 CASES = [(name, kind) for name, (kinds, _) in DISPLAYS.items() for kind in kinds]
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, ExampleResult]:
-    return {"text": text_result(), "loan": loan_result(), "decoder": decoder_result()}
+    return {"text": text_result(), "loan": loan_result(), "decoder": decoder_result(), "agreement": agreement_result()}
 
 
 @pytest.fixture(autouse=True)
