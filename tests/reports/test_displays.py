@@ -134,6 +134,23 @@ def agreement_result() -> ExampleResult:
     return report.examples[0]
 
 
+@functools.cache
+def edit_comparison() -> Any:
+    """A real localized-edit comparison (issue 15) on the planted tabular MLP, at light settings:
+    ablation, two random seeds and all parameters (not budget-matched), each relearned."""
+    from tests.editing.planted import planted_adapter, table
+    from twopath.editing import LocalizedFineTuning, Relearning, compare_localizations, feature_task
+
+    with single_threaded():
+        adapter = planted_adapter()
+        task = feature_task(adapter, table(400, 0), table(200, 2), "x0", "y", values=(-1.0, 1.0), n_train=200,
+                            n_heldout=200)
+        return compare_localizations(adapter, task, kind="neuron", k=2,
+                                     localizations=("ablation", "random", "all_parameters"), n_random=2,
+                                     editor=LocalizedFineTuning(steps=15, lr=0.05, seed=1),
+                                     relearning=Relearning(steps=3, lr=0.01))
+
+
 def text_report(result: ExampleResult) -> Report:
     from twopath.seed import zoo
     from twopath.seed.tasks import reproducibility
@@ -286,6 +303,24 @@ def check_agreement_attention(ax: Any, result: ExampleResult, given: bool) -> No
     assert att["head"] in ax.get_title()
 
 
+def check_edit(ax: Any, comparison: Any, given: bool) -> None:
+    from matplotlib.container import ErrorbarContainer
+
+    summary = comparison.summary()
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == len(summary)  # one point per localization
+    assert [float(b.lines[0].get_xdata()[0]) for b in bars] == pytest.approx(list(summary["forget_gap"]))
+    assert [float(b.lines[0].get_ydata()[0]) for b in bars] == pytest.approx(list(summary["heldout_accuracy"]))
+    with_error = [bool(b.has_xerr and b.has_yerr) for b in bars]
+    assert with_error == [n > 1 for n in summary["n_runs"]]  # the random seeds only: mean ± sd
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"{name}{'' if matched else ' (budget not matched)'}"
+                      for name, matched in zip(summary["localization"], summary["budget_matched"], strict=True)]
+    arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
+    assert [a.xy[0] for a in arrows] == pytest.approx(list(summary["relearned_gap"]))  # to the relearned gap
+    assert str(comparison.budget) in ax.get_title() and comparison.task in ax.get_title()
+
+
 def _has_mechanisms(result: ExampleResult) -> bool:
     return bool(result.tables.get("mechanisms"))
 
@@ -308,13 +343,15 @@ DISPLAYS: dict[str, tuple[tuple[str, ...], Check]] = {
     "LensDisplay": (("decoder",), check_lens),
     "DLADisplay": (("decoder",), check_dla),
     "AgreementAttentionDisplay": (("agreement",), check_agreement_attention),
+    "EditDisplay": (("edit",), check_edit),  # from an EditComparison, not an ExampleResult
 }
 CASES = [(name, kind) for name, (kinds, _) in DISPLAYS.items() for kind in kinds]
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, ExampleResult]:
-    return {"text": text_result(), "loan": loan_result(), "decoder": decoder_result(), "agreement": agreement_result()}
+    return {"text": text_result(), "loan": loan_result(), "decoder": decoder_result(), "agreement": agreement_result(),
+            "edit": edit_comparison()}
 
 
 @pytest.fixture(autouse=True)
@@ -360,7 +397,7 @@ def test_display_draws_on_new_figure(results, name, kind):
     DISPLAYS[name][1](ax, result, False)
 
 
-@pytest.mark.parametrize("name", [n for n, (kinds, _) in DISPLAYS.items() if "text" not in kinds])
+@pytest.mark.parametrize("name", [n for n, (kinds, _) in DISPLAYS.items() if "text" not in kinds and "edit" not in kinds])
 def test_display_without_its_data_raises_key_error(results, name):
     """report_figures leaves out a figure whose data was not computed by catching KeyError."""
     with pytest.raises(KeyError):
