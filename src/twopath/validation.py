@@ -331,7 +331,8 @@ METHODS: dict[str, MethodSchema] = {
         "prefix_cache": Setting("bool")}),
     "attribution_patching": MethodSchema("mechanistic", MODALITIES, {
         "batch_size": _BATCH, "direction": _DIRECTION, "sites": Setting("strs", choices=_SITES, optional=True)}),
-    "logit_lens": MethodSchema("mechanistic", ("text",), {"batch_size": _BATCH}),
+    "logit_lens": MethodSchema("mechanistic", ("text",), {"batch_size": _BATCH,
+                                                          "position": Setting("int", -_BIG, _BIG, optional=True)}),
     "direct_logit_attribution": MethodSchema("mechanistic", ("text",), {"batch_size": _BATCH}),
     "direct_effect": MethodSchema("mechanistic", ("text",), {
         "batch_size": _BATCH, "direction": _DIRECTION, "frozen_norm": Setting("bool")}),

@@ -163,3 +163,51 @@ def test_a_planted_direct_head_and_an_indirect_head_are_told_apart():
     rows = {r["component"]: r["verdict"] for r in verdicts(direct, total, k=3)}
     assert rows["L1H0"] == "acts directly"
     assert rows["L0H0"] == "acts through later components"
+
+
+def _lens_by_hand(adapter: HFTextClassifier, position: int) -> list[float]:
+    """The naive lens: run the model with its hidden states and decode the embeddings and every
+    layer's state but the last (HF stores that one after the final norm) at one token."""
+    inputs = adapter.inputs(EXAMPLE)
+    with torch.no_grad():
+        hidden = adapter.model.base_model(**inputs, output_hidden_states=True).hidden_states
+        ones = torch.ones(1, 1, dtype=torch.long)
+        logits = [adapter.decode_hidden(state[:, position : position + 1], {"attention_mask": ones})
+                  for state in hidden[: adapter.n_layers]]
+    return [float(x[0, 1] - x[0, 0]) for x in logits]
+
+
+@pytest.mark.parametrize("prompted", (False, True))
+def test_the_lens_reads_any_position_and_defaults_to_the_reading_position(prompted):
+    adapter = _adapter("gpt2", prompted=prompted)
+    n = adapter.inputs(EXAMPLE)["input_ids"].shape[1]
+    default = _run("logit_lens", adapter)
+    assert default.meta["position"] == n - 1 and default.meta["reading_position"]  # the label decision: last token
+    last = _run("logit_lens", adapter, position=-1)
+    np.testing.assert_array_equal(last.effects, default.effects)
+    for position in (0, n // 2):
+        lens = _run("logit_lens", adapter, position=position)
+        assert lens.meta["position"] == position and not lens.meta["reading_position"]
+        assert lens.meta["last_layer_gap"] is None  # not the model's output there
+        # every layer but the last (HF stores that one after the final norm) against the naive read-out
+        by_hand = _lens_by_hand(adapter, position)
+        np.testing.assert_allclose([lens.meta["embeddings"], *lens.effects[:-1]], by_hand, atol=1e-5)
+        assert not np.allclose(lens.effects, default.effects)
+
+
+@pytest.mark.parametrize("position", (10_000, -10_000, 1.5, "last", True))
+def test_a_lens_position_outside_the_sequence_is_refused_in_one_line(position):
+    adapter = _adapter("gpt2")
+    with pytest.raises(TwopathError, match=r"^logit_lens: position .* is outside the input's \d+ tokens") as err:
+        _run("logit_lens", adapter, position=position)
+    assert "\n" not in str(err.value)
+
+
+def test_a_lens_position_outside_the_sequence_fails_before_any_forward_pass(monkeypatch):
+    adapter = _adapter("gpt2")
+    monkeypatch.setattr(adapter.model, "forward", lambda *a, **k: pytest.fail("ran the model"))
+    monkeypatch.setattr(adapter.model.base_model, "forward", lambda *a, **k: pytest.fail("ran the model"))
+    with pytest.raises(TwopathError, match="outside the input"):
+        _run("logit_lens", adapter, position=999)
+    with pytest.raises(BaseException, match="ran the model"):  # the guard itself is live
+        _run("logit_lens", adapter, position=0)

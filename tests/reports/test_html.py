@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.reports.test_displays import _loan, explain_loan, explain_text, loan_report, text_report
+from tests.reports.test_displays import (
+    _loan,
+    decoder_result,
+    explain_loan,
+    explain_text,
+    loan_report,
+    text_report,
+)
 from twopath.reports import figures, write_report, writers
 from twopath.reports.tables import dataset_tables, example_tables
 
@@ -166,3 +174,38 @@ def test_stability_text_states_the_replicates_used(hostile_report, html):
     assert stability["mode"] == "bootstrap" and stability["seeds"] == [0]  # the first of stability_seeds=(0, 1)
     assert f"over {stability['resamples']} bootstrap refits" in html
     assert "over 5 seeds" not in html and "over 2 seeds" not in html
+
+
+def _block(html: str, name: str) -> str:
+    """The HTML of one report block: from its heading to the next heading."""
+    start = html.index(f'<h3 id="tiny-{name}">')
+    end = html.find("<h3 ", start + 1)
+    return html[start:end if end > 0 else len(html)]
+
+
+def test_a_decoder_report_shows_the_lens_and_dla_figures_and_tables():
+    from twopath.reports.html import html_report, markdown_report
+    from twopath.types import Report
+
+    result = decoder_result()
+    report = Report("tiny decoder", {"name": "tiny gpt2", "architecture": "GPT2", "n_layers": 2}, [result], {})
+    html = html_report(report)
+    pngs = figures.report_figures(result)
+    for name, alt in (("logit_lens", "logit lens curve"), ("direct_logit_attribution", "direct logit attribution bars")):
+        block = _block(html, name)
+        (source,) = re.findall(rf'<img alt="{alt}" src="data:image/png;base64,([^"]+)"', block)
+        assert base64.b64decode(source, validate=True)[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert len(source) == pytest.approx(len(pngs[name]), rel=0.2), name  # the same figure, drawn again
+        assert "<table" in block, name  # and its table
+    lens = result.localization("logit_lens")
+    assert html.count('alt="logit lens curve"') == 1
+    md = markdown_report(report)
+    assert "### Internal path: logit lens" in md and "### Internal path: direct logit attribution" in md
+    for component, value in zip(lens.labels, lens.effects, strict=True):
+        assert f"| {component} | {value:.3f} |" in md
+    for component, effect in result.localization("direct_logit_attribution").top(3):
+        assert f"| {component} | {effect:.3f} |" in md
+    side = {row["method"]: row["result_here"] for row in result.tables["side_by_side"]}
+    assert "ablation" not in side["logit_lens"] and "ablation" not in side["direct_logit_attribution"]
+    assert side["logit_lens"].startswith(f"logit_diff read through the final norm and head at position {lens.meta['position']}")
+    assert side["direct_logit_attribution"].startswith("direct share of the logit diff")

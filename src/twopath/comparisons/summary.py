@@ -50,6 +50,9 @@ def describe_localization(localization: Localization, k: int = 3) -> str:
     if localization.method == "attribution_patching":
         return f"gradient estimate of {meta['direction']} patching; top: " + ", ".join(
             f"{label} {effect:.2f}" for label, effect in localization.top(k))
+    reading = _READINGS.get(localization.method)
+    if reading is not None:
+        return reading(localization, k)
     probs = meta.get("probability")
     clean_p = meta.get("clean_probability")
     parts = []
@@ -59,6 +62,47 @@ def describe_localization(localization: Localization, k: int = 3) -> str:
             text += f" (p {clean_p:.2f}→{probs[i]:.2f})"
         parts.append(text)
     return f"{meta.get('mode', '')} ablation, drop in {meta.get('output', 'logit_diff')}: " + ", ".join(parts)
+
+
+def _describe_lens(localization: Localization, k: int = 3) -> str:
+    """The decision read after the embeddings and every layer, and the first layer from which
+    the read-out's decision stays the model's own."""
+    meta = localization.meta
+    values = [f"emb {_signed(float(meta['embeddings']))}"]
+    values += [f"{c} {_signed(float(v))}" for c, v in zip(localization.components, localization.effects, strict=True)]
+    text = (f"{meta.get('output', localization.metric)} read through the final norm and head at position "
+            f"{meta.get('position', '?')}: " + ", ".join(values))
+    decisions = list(meta.get("decisions", []))
+    if localization.clean is not None:
+        text += f" (model output {_signed(float(localization.clean))})"
+    if decisions:
+        final = decisions[-1]
+        first = len(decisions) - 1
+        while first > 0 and decisions[first - 1] == final:
+            first -= 1
+        text += f"; decision '{final}' from {localization.components[first]} on"
+    return text
+
+
+def _describe_dla(localization: Localization, k: int = 3) -> str:
+    meta = localization.meta
+    top = ", ".join(f"{label} {_signed(effect)}" for label, effect in localization.top(k))
+    text = (f"direct share of the logit diff (target vs '{meta.get('other_label', '?')}', final norm frozen): {top}; "
+            f"embeddings {_signed(float(meta.get('embeddings', 0.0)))}, constant {_signed(float(meta.get('constant', 0.0)))}")
+    if "sum_of_parts" in meta:
+        text += f"; parts sum to {meta['sum_of_parts']:.3f} (gap {meta.get('gap', 0.0):.2g})"
+    return text
+
+
+def _describe_direct(localization: Localization, k: int = 3) -> str:
+    meta = localization.meta
+    top = ", ".join(f"{label} {effect:.2f}" for label, effect in localization.top(k))
+    norm = "frozen" if meta.get("frozen_norm") else "recomputed"
+    return (f"{meta.get('direction', '')} patching to the logits only (later components frozen, final norm {norm}), "
+            f"share of the clean-vs-corrupted logit diff: {top}")
+
+
+_READINGS = {"logit_lens": _describe_lens, "direct_logit_attribution": _describe_dla, "direct_effect": _describe_direct}
 
 
 def side_by_side(attributions: Sequence[Attribution], localizations: Sequence[Localization],

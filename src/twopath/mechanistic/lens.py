@@ -6,7 +6,9 @@ People who study language models read a decision with three tools before they ab
   stream after each block, at the reading position, goes through the model's own final norm and
   head (the ``score`` head, the label words' rows of the output embedding for a prompted causal
   LM, or an encoder's classifier head), giving the explained output *as if* the model stopped
-  there. The last layer's value is the model's own output.
+  there. The last layer's value is the model's own output. ``position`` reads the lens at any
+  other token instead (what the head would say if it read that token), e.g. to see where in a
+  prompt the label starts to form.
 * **Direct logit attribution** (DLA; Elhage et al., 2021) — the final residual stream at the
   reading position is a sum: the embeddings, each attention head's output through the output
   projection, each block's MLP (with the attention output bias), then the final norm and the
@@ -58,18 +60,24 @@ class LogitLens(InterventionMethod):
 
     what_it_tells_you = "at which layer the decision appears (the output read after each layer)"
 
+    def __init__(self, output: OutputSpace = "logit_diff", batch_size: int = 128, position: int | None = None):
+        super().__init__(output, batch_size)
+        self.position = position
+
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
-        trace = Trace.of(adapter, example)
+        trace = Trace.of(adapter, example)  # lazy: nothing runs before the position is checked
+        position = lens_position(adapter, trace.inputs, self.position)
         names = _resid_names(adapter)
         acts = trace.activations(_reading_sites(adapter))
-        stack = torch.cat([acts[name] for name in names] + [acts["blocks.0.hook_resid_pre"]])
-        mask = trace.inputs["attention_mask"].expand(stack.shape[0], -1)
-        with torch.no_grad():
-            logits = adapter.decode_hidden(stack, {"attention_mask": mask}).float()
+        stack = torch.cat([acts[name] for name in names] + [acts["blocks.0.hook_resid_pre"]])[:, position : position + 1]
+        ones = torch.ones(stack.shape[:2], dtype=trace.inputs["attention_mask"].dtype, device=stack.device)
+        with torch.no_grad():  # a one-token stream: the head reads that token as it reads its own
+            logits = adapter.decode_hidden(stack, {"attention_mask": ones}).float()
         values = to_numpy(adapter.output(logits, target, self.output))
         probs = to_numpy(torch.softmax(logits, -1)[:, target])
         clean, clean_p = logits_output(adapter, trace.logits, target, self.output)
         n = adapter.n_layers
+        at_reading = position == int(adapter.reading_position(trace.inputs)[0])
         return {
             "metric": self.output,
             "components": [Component("layer", layer) for layer in range(n)],
@@ -77,8 +85,32 @@ class LogitLens(InterventionMethod):
             "clean": clean,
             "meta": {"embeddings": float(values[n]), "probability": [float(p) for p in probs[:n]],
                      "clean_probability": clean_p, "decisions": [adapter.labels[int(i)] for i in logits[:n].argmax(-1)],
-                     "last_layer_gap": float(abs(values[n - 1] - clean)), "n_forward_rows": 1},
+                     # the last layer read at the model's own reading position is its output
+                     "last_layer_gap": float(abs(values[n - 1] - clean)) if at_reading else None, "n_forward_rows": 1,
+                     "position": position, "token": _token(adapter, trace.inputs, position),
+                     "reading_position": at_reading},
         }
+
+
+def lens_position(adapter: Any, inputs: dict[str, torch.Tensor], position: int | None) -> int:
+    """The position the lens reads: ``None`` for the model's own reading position (an encoder's
+    first token; a decoder's last real token, which for a prompted LM is where the label word is
+    decided), else an index into the tokenized input (negative counts from the end)."""
+    mask = inputs["attention_mask"][0]
+    if position is None:
+        return int(adapter.reading_position(inputs)[0])
+    real = [int(i) for i in torch.nonzero(mask > 0).flatten()]
+    if isinstance(position, bool) or not isinstance(position, int) or not -len(real) <= position < len(real):
+        raise TwopathError(f"logit_lens: position {position!r} is outside the input's {len(real)} tokens "
+                           f"(expected an integer from {-len(real)} to {len(real) - 1})")
+    return real[position]
+
+
+def _token(adapter: Any, inputs: dict[str, torch.Tensor], position: int) -> str:
+    tokenizer = getattr(adapter, "tokenizer", None)
+    if tokenizer is None:
+        return ""
+    return str(tokenizer.convert_ids_to_tokens(int(inputs["input_ids"][0, position])))
 
 
 def residual_parts(adapter: Any, trace: Trace) -> tuple[list[Component], torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -30,11 +30,14 @@ FIGURES_FOR = {
     "faithfulness": ["faithfulness"],
     "bridges": ["bridges"],
     "agreement_heads": ["agreement_attention"],
+    "logit_lens": ["logit_lens"],
+    "direct_logit_attribution": ["direct_logit_attribution"],
 }
 _ALT = {"attributions": "attribution bars", "ablation": "ablation heatmap", "patching": "activation patching",
         "layer_encoding": "layer encoding heatmap", "pathway": "720 vs 600 curve", "agreement": "agreement heatmap",
         "deletion": "deletion check", "faithfulness": "deletion curves", "bridges": "bridges heatmap",
-        "agreement_attention": "agreement head attention"}
+        "agreement_attention": "agreement head attention", "logit_lens": "logit lens curve",
+        "direct_logit_attribution": "direct logit attribution bars"}
 
 
 def _color(score: float, limit: float) -> str:

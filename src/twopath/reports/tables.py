@@ -83,7 +83,11 @@ def _lens(result: ExampleResult) -> pd.DataFrame | None:
     rows = [{"read after": "embeddings", "output": loc.meta["embeddings"], "decision": ""}]
     rows += [{"read after": str(c), "output": float(v), "decision": d}
              for c, v, d in zip(loc.components, loc.effects, loc.meta["decisions"], strict=True)]
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if "position" in loc.meta:  # which token the lens read (the reading position unless asked otherwise)
+        where = f"{loc.meta['position']}: {loc.meta.get('token', '')}"
+        frame["at token"] = where + ("" if loc.meta.get("reading_position", True) else " (not the reading position)")
+    return frame
 
 
 def _direct_vs_total(result: ExampleResult) -> pd.DataFrame | None:
