@@ -211,3 +211,81 @@ def test_a_lens_position_outside_the_sequence_fails_before_any_forward_pass(monk
         _run("logit_lens", adapter, position=999)
     with pytest.raises(BaseException, match="ran the model"):  # the guard itself is live
         _run("logit_lens", adapter, position=0)
+
+
+# ---------------------------------------------------------------- the seed's residual-stream claims
+
+def _part(component: str, layer: int, dla: float) -> dict:
+    return {"component": component, "layer": layer, "dla": dla}
+
+
+@pytest.mark.parametrize(
+    ("parts", "logit_diff", "verdict"),
+    [
+        ([_part("L0H0", 0, 0.5), _part("L3H1", 3, 2.0), _part("L2.mlp", 2, 0.5)], 3.0, "supported"),
+        ([_part("L0H0", 0, -0.2), _part("L3H1", 3, -2.0)], -2.2, "supported"),  # the model's own (negative) decision
+        ([_part("L0.mlp", 0, 2.0), _part("L3H1", 3, 1.5), _part("L2H0", 2, 1.0)], 4.5, "partly"),  # late half writes most, top part is early
+        ([_part("L0.mlp", 0, 2.0), _part("L2H1", 2, -1.5), _part("L3H0", 3, 2.4)], 2.9, "partly"),  # top is late, share low
+        ([_part("L0.mlp", 0, -1.7), _part("L1H0", 1, -0.6), _part("L3H0", 3, -0.2)], -2.5, "not supported"),
+    ],
+)
+def test_late_components_write_decision_rule(parts, logit_diff, verdict):
+    from twopath.seed import claims
+
+    claim = claims.late_components_write_decision(parts, logit_diff, n_layers=4)
+    assert claim.verdict == verdict, claim.measured
+    assert claim.rule and "layers 2-3" in claim.measured
+
+
+def _row(component: str, total: float, direct: float) -> dict:
+    from types import SimpleNamespace
+
+    one = lambda value: SimpleNamespace(labels=[component], oriented=np.array([value]))  # noqa: E731
+    (row,) = verdicts(one(direct), one(total), k=1)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict"),
+    [
+        ([("L3H0", 0.8, 0.7), ("L1H2", 0.3, 0.02)], "supported"),
+        ([("L3H0", 0.8, 0.1), ("L1H2", 0.3, 0.25)], "partly"),  # the strongest acts through later heads
+        ([("L3H0", 0.8, 0.1), ("L1H2", 0.3, -0.2)], "not supported"),
+        ([("L3H0", 0.01, 0.01)], "not supported"),  # no head has an effect
+    ],
+)
+def test_top_heads_act_directly_rule(rows, verdict):
+    from twopath.seed import claims
+
+    claim = claims.top_heads_act_directly([_row(*r) for r in rows], named="L1H2")
+    assert claim.verdict == verdict, claim.measured
+    if any(r[0] == "L1H2" for r in rows):
+        assert "the sentiment-tracking head L1H2: " in claim.measured
+    else:
+        assert "L1H2 is not among these top heads" in claim.measured
+
+
+def _claims_of(adapter: HFTextClassifier) -> dict[str, str]:
+    from twopath.seed.claims import residual_claims
+    from twopath.types import ExampleResult
+
+    localizations = [_run("direct_logit_attribution", adapter), _run("direct_effect", adapter, corrupted=CONTRAST),
+                     _run("activation_patching", adapter, corrupted=CONTRAST, sites=("resid", "head"))]
+    result = ExampleResult(EXAMPLE, "positive", {"label": "positive", "probability": 0.9}, [], localizations)
+    found = residual_claims(result, named="L0H0")
+    assert len(found) == 2 and all(c.rule for c in found)
+    return {c.claim.split(" (")[0]: c.verdict for c in found} | {"measured": " | ".join(c.measured for c in found)}
+
+
+def test_residual_claims_on_planted_models_tell_late_writers_from_early_ones():
+    late = _claims_of(_planted_gpt2())  # L1H0 and L1H1 (the last layer) write the decision
+    assert late["the decision is written directly by late components"] == "supported", late["measured"]
+    assert "the sentiment-tracking head L0H0: acts through later components" in late["measured"]
+    early = _planted_gpt2()
+    with torch.no_grad():  # the score reads L0H0's output wire instead: the decision is written in layer 0
+        early.model.score.weight.zero_()
+        early.model.score.weight[1, 1] = 4.0
+    found = _claims_of(early)
+    assert found["the decision is written directly by late components"] == "not supported", found["measured"]
+    assert "largest direct share: L0H0" in found["measured"]
+    assert "the sentiment-tracking head L0H0: acts directly" in found["measured"]

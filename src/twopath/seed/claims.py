@@ -179,3 +179,90 @@ def head_carries_agreement(heads: Sequence[Mapping[str, Any]], top_k: int = 3, m
                  f"from the number-flipped sentence, and (iii) patching that head alone from the flipped sentence moves "
                  f">= {min_share:.0%} of the clean-vs-flipped logit-difference gap toward the other verb; partly if (i) and "
                  "one of (ii)/(iii) hold", verdict), name
+
+
+def late_components_write_decision(parts: Sequence[Mapping[str, Any]], logit_diff: float, n_layers: int,
+                                   embeddings: float = 0.0, constant: float = 0.0, majority: float = 0.5) -> Claim:
+    """'The decision is written directly by late components' (direct logit attribution).
+
+    ``parts`` has one row per head and MLP with ``component``, ``layer`` and ``dla`` (its direct
+    share of the logit difference, final norm frozen); the shares plus ``embeddings`` and
+    ``constant`` add up to ``logit_diff``. The decision is the model's own: the sign of
+    ``logit_diff`` (target against the strongest other label). Late = the later half of the layers.
+    """
+    late_from = n_layers // 2
+    late = sum(float(r["dla"]) for r in parts if r["layer"] >= late_from)
+    early = sum(float(r["dla"]) for r in parts if r["layer"] < late_from)
+    top = max(parts, key=lambda r: abs(float(r["dla"])))
+    share = late / logit_diff if logit_diff != 0 else float("nan")
+    writes = bool(share >= majority)
+    top_late = top["layer"] >= late_from and float(top["dla"]) * logit_diff > 0
+    verdict = SUPPORTED if writes and top_late else PARTLY if writes or top_late else NOT_SUPPORTED
+    side = "the target" if logit_diff > 0 else "the other label"
+    measured = (f"logit diff {logit_diff:+.3f} (the model decides for {side}) = {_layers(late_from, n_layers - 1)} "
+                f"{late:+.3f} + {_layers(0, late_from - 1)} {early:+.3f} + embeddings {embeddings:+.3f} + norm/head constant "
+                f"{constant:+.3f}; late share of the decision {share:.0%}; largest direct share: {top['component']} "
+                f"{float(top['dla']):+.3f}")
+    return Claim("the decision is written directly by late components (direct logit attribution)", measured,
+                 f"supported if the heads and MLPs of the later half of the layers directly write >= {majority:.0%} of the "
+                 "logit difference in the direction the model decides (final norm's scale frozen at the clean run) and "
+                 "the component with the largest direct share is late and pushes the same way; partly if one of the two "
+                 "holds", verdict)
+
+
+def _layers(first: int, last: int) -> str:
+    return f"layer {first}" if first == last else f"layers {first}-{last}"
+
+
+def top_heads_act_directly(rows: Sequence[Mapping[str, Any]], named: str | None = None) -> Claim:
+    """'The heads that matter act on the output themselves', from direct versus total effects.
+
+    ``rows`` are :func:`twopath.mechanistic.lens.verdicts` rows for the top heads by total effect
+    (activation patching from the contrast input): ``component``, ``total``, ``direct`` (shares
+    of the clean-vs-contrast logit-difference gap) and ``verdict``. ``named`` is the head another
+    claim names (the sentiment-tracking head), reported with its own verdict when it is a top head.
+    """
+    live = [r for r in rows if r["verdict"] != "no effect"]
+    direct = [r for r in live if r["verdict"] == "acts directly"]
+    if not live:
+        verdict = NOT_SUPPORTED
+    elif live[0]["verdict"] == "acts directly" and 2 * len(direct) >= len(live):
+        verdict = SUPPORTED
+    else:
+        verdict = PARTLY if direct else NOT_SUPPORTED
+    measured = "; ".join(f"{r['component']}: total {r['total']:.2f}, direct {r['direct']:.2f} ({r['verdict']})" for r in rows)
+    if named is not None:
+        own = next((r for r in rows if r["component"] == named), None)
+        measured += (f"; the sentiment-tracking head {named}: {own['verdict']}" if own is not None
+                     else f"; the sentiment-tracking head {named} is not among these top heads by total effect")
+    return Claim("the heads that matter most write the decision directly, not through later components", measured or "no heads",
+                 "over the top heads by total effect (activation patching from the contrast, share of the gap): supported "
+                 "if the strongest acts directly (direct effect with every later component frozen >= half its total, "
+                 "same sign) and at least half of those with an effect (|total| >= 0.05) do; partly if at least one "
+                 "does; not supported if none does", verdict)
+
+
+def residual_claims(result: Any, named: str | None = None, k: int = 5) -> list[Claim]:
+    """The two residual-stream claims above, measured from an example's direct logit attribution
+    and direct-effect / activation-patching results (those that were run)."""
+    from twopath.mechanistic.lens import verdicts
+
+    methods = {loc.method: loc for loc in result.localizations}
+    found: list[Claim] = []
+    dla = methods.get("direct_logit_attribution")
+    if dla is not None:
+        parts = [{"component": str(c), "layer": c.layer, "dla": float(v)} for c, v in zip(dla.components, dla.effects, strict=True)]
+        n_layers = 1 + max(c.layer for c in dla.components)
+        found.append(late_components_write_decision(parts, float(dla.clean), n_layers, float(dla.meta["embeddings"]),
+                                                    float(dla.meta["constant"])))
+    direct, total = methods.get("direct_effect"), methods.get("activation_patching")
+    if direct is not None and total is not None:
+        heads = [i for i, c in enumerate(total.components) if c.kind == "head"]
+        if heads:
+            from twopath.types import Localization
+
+            only = Localization(total.example_id, total.method, total.target, total.metric,
+                                tuple(total.components[i] for i in heads), total.effects[heads], total.clean,
+                                total.corrupted, total.meta)
+            found.append(top_heads_act_directly(verdicts(direct, only, k=k), named))
+    return found

@@ -120,6 +120,8 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
         findings = sentiment_findings(adapter, result, texts, sentiment_lexicon(), seed=seed)
         result.tables["claims"] = findings["claims"]
         result.tables["mechanisms"] = findings["mechanisms"]
+        if methods is not None:  # the decoder: what its residual stream says about who writes the decision
+            result.tables["claims"] = [*findings["claims"], *_residual_claims(result, findings["claims"])]
     else:
         result.notes.append("the model does not read the sentence as positive; the seed's claims were not measured")
     described = {**adapter.describe(), "accuracy": manifest.get("accuracy"),
@@ -131,6 +133,16 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
         texts = list(pool["text"].sample(min(n, len(pool)), random_state=seed + 2))
         report.dataset = _dataset(adapter, [Example(f"test-{i}", t) for i, t in enumerate(texts)], seed, say, progress)
     return report
+
+
+def _residual_claims(result: Any, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DLA and direct-vs-total claims, naming the head the sentiment-tracking claim named."""
+    import re
+
+    from twopath.seed.claims import residual_claims
+
+    named = next((m.group(1) for c in found if (m := re.search(r"named head (L\d+H\d+)", c["measured"]))), None)
+    return [c.to_dict() for c in residual_claims(result, named)]
 
 
 def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
