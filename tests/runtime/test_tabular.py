@@ -148,3 +148,75 @@ def test_output_is_logit_difference(loan_adapter):
     assert tabular_output(loan_adapter, loan.SEED_APPLICANT, 0)[0] == pytest.approx(-diff, abs=1e-5)
     p = float(loan_adapter.output(logits, 1, "probability")[0])
     assert p == pytest.approx(1 / (1 + np.exp(-diff)), abs=1e-6)
+
+
+# --- the background's encodings are computed once, and never served stale ------------------------
+
+
+def _fresh(loan_dir, background):
+    adapter = TorchTabularClassifier.load(loan_dir)
+    adapter.background = background
+    return adapter
+
+
+def test_background_encodings_equal_the_naive_ones(loan_dir, loan_background):
+    adapter = _fresh(loan_dir, loan_background)
+    np.testing.assert_array_equal(adapter.coded_background(), adapter.encode(loan_background))
+    reference = adapter.reference_inputs()["x"]
+    naive = torch.as_tensor(np.asarray(adapter.preprocessor.transform(adapter.frame(loan_background)), dtype=np.float32))
+    assert torch.equal(reference, naive)
+    assert torch.equal(adapter.baseline(Example("a", loan.SEED_APPLICANT), "mean"), naive.mean(0, keepdim=True)[..., None])
+    assert torch.equal(adapter.baseline(Example("a", loan.SEED_APPLICANT), "median"),
+                       naive.median(0, keepdim=True).values[..., None])
+    # callers get copies: editing one never reaches the cache
+    reference.add_(1.0)
+    assert torch.equal(adapter.reference_inputs()["x"], naive)
+    with pytest.raises(ValueError):
+        adapter.coded_background()[0, 0] = 1.0
+
+
+def test_reassigning_the_background_changes_every_result(loan_dir, loan_background):
+    """A cache kept across a new background would be a silent wrong answer: after reassigning,
+    every background-derived result equals a fresh adapter's with the new background."""
+    from twopath.evaluation import evaluate_example
+    from twopath.runtime.evaluator import evaluator_for
+
+    other = loan_background.sample(200, random_state=7, replace=True).reset_index(drop=True)
+    other["monthly_income"] = other["monthly_income"] * 1.5
+    example = Example("seed", loan.SEED_APPLICANT)
+    adapter = _fresh(loan_dir, loan_background)
+    keep = np.eye(len(loan.FEATURES), dtype=bool)
+    before_value = evaluator_for(adapter, example, 1)(keep)
+    before_rows = evaluate_example(adapter, example, seed=0)
+    version = adapter.background_version
+
+    adapter.background = other
+    assert adapter.background_version > version
+    fresh = _fresh(loan_dir, other)
+    after_value = evaluator_for(adapter, example, 1)(keep)
+    assert not np.array_equal(before_value, after_value)
+    np.testing.assert_array_equal(after_value, evaluator_for(fresh, example, 1)(keep))
+    assert torch.equal(adapter.reference_inputs()["x"], fresh.reference_inputs()["x"])
+    assert torch.equal(adapter.baseline(example), fresh.baseline(example))
+    assert adapter.without_units(example, [0]).raw == fresh.without_units(example, [0]).raw
+    after_rows = evaluate_example(adapter, example, seed=0)
+    assert after_rows == evaluate_example(fresh, example, seed=0)
+    assert after_rows["faithfulness"] != before_rows["faithfulness"]
+
+
+def test_the_background_is_a_snapshot(loan_dir, loan_background):
+    """Edits of the caller's frame after assignment, or of the frame read back, do not reach
+    the adapter's sample (assigning is the one way to change it)."""
+    mine = loan_background.copy()
+    adapter = _fresh(loan_dir, mine)
+    coded = adapter.coded_background().copy()
+    mine.iloc[0, mine.columns.get_loc("monthly_income")] = 1e9
+    read = adapter.background
+    read.iloc[1, read.columns.get_loc("monthly_income")] = 1e9
+    np.testing.assert_array_equal(adapter.encode(adapter.background), coded)
+    np.testing.assert_array_equal(adapter.coded_background(), coded)
+    adapter.background = read
+    assert adapter.coded_background()[1, adapter.features.index("monthly_income")] == 1e9
+    adapter.background = None
+    with pytest.raises(TwopathError, match="background"):
+        adapter.coded_background()

@@ -96,16 +96,30 @@ def evaluator_for(adapter: Any, example: Example, target: int, space: OutputSpac
                   background_size: int = 50) -> CoalitionEvaluator:
     """The run-wide evaluator for (example, target, space, background): one memo shared by all methods."""
     cache = caches(adapter).evaluators
-    background = adapter.background
-    fingerprint = None
-    if background is not None and len(background) > 0:
-        # keyed by content, so replacing or editing the background never serves stale values
-        fingerprint = hashlib.sha1(pd.util.hash_pandas_object(pd.DataFrame(background).astype(str), index=False)
-                                   .to_numpy().tobytes()).hexdigest()
-    key = (example_key(example), target, space, background_size, fingerprint)
+    key = (example_key(example), target, space, background_size, background_key(adapter))
     if key not in cache:
         if len(cache) > 16:
             cache.clear()
         # a weak reference: the cache must not keep its own key (the adapter) alive
         cache[key] = CoalitionEvaluator(weakref.proxy(adapter), example, target, space, background_size=background_size)
     return cache[key]
+
+
+def background_key(adapter: Any) -> Any:
+    """What identifies the adapter's background for the memo: its version counter where the
+    adapter keeps one (the tabular adapter bumps it on every assignment, and its background
+    cannot be edited in place), else a hash of the content."""
+    version = getattr(adapter, "background_version", None)
+    if version is not None:
+        return ("version", version)
+    background = adapter.background
+    if background is None or len(background) == 0:
+        return None
+    if isinstance(background, (list, tuple)) and all(isinstance(b, str) for b in background):
+        digest = hashlib.sha1()
+        for text in background:
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\x00")
+        return ("texts", digest.hexdigest())
+    # keyed by content, so replacing or editing the background never serves stale values
+    return ("table", hashlib.sha1(pd.util.hash_pandas_object(pd.DataFrame(background).astype(str), index=False)
+                                  .to_numpy().tobytes()).hexdigest())

@@ -93,9 +93,50 @@ class TorchTabularClassifier(ModelAdapter):
         self.n_layers = len(self.hidden_modules)
         self.widths = self._hidden_widths()
         self.layer_modules = list(self.hidden_modules)
-        self.background: pd.DataFrame | None = None
+        self.background_version = 0
+        self._derived: dict[Any, Any] = {}
+        self.background = None
         self.architecture = f"MLP {'-'.join(str(w) for w in self.widths)}"
         self.column_feature = self._column_feature()
+
+    # --- the background sample and what is derived from it ----------------------------------
+
+    @property
+    def background(self) -> pd.DataFrame | None:
+        """The reference sample (raw rows) for masking, mean ablation and the IG baseline.
+
+        Its encodings (coded matrix, transformed tensor, mean, median) are computed once and
+        reused by every method and example. Assigning a new sample drops them and bumps
+        :attr:`background_version`. Reading returns a copy-on-write view: editing it in place
+        leaves the adapter's sample unchanged (assign the edited frame back to use it).
+        """
+        stored = self._background
+        return None if stored is None else stored.copy(deep=False)
+
+    @background.setter
+    def background(self, value: Any) -> None:
+        if value is None:
+            stored = None
+        elif isinstance(value, pd.DataFrame):
+            stored = value.copy(deep=False)  # a snapshot: later edits of the caller's frame are not seen
+        else:
+            try:
+                stored = pd.DataFrame(list(value))
+            except (TypeError, ValueError) as err:
+                raise TwopathError(f"the background must be a table of raw rows: {err}") from None
+        self._background = stored
+        self._derived = {}
+        self.background_version += 1
+
+    def _from_background(self, name: str, make: Any) -> Any:
+        """``make(background)``, computed once per background and device."""
+        key = (name, str(self.device))
+        if key not in self._derived:
+            self._derived[key] = make(self._background)
+        return self._derived[key]
+
+    def _has_background(self) -> bool:
+        return self._background is not None and len(self._background) > 0
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -262,9 +303,19 @@ class TorchTabularClassifier(ModelAdapter):
         return {"x": self.transform_coded(rows.reshape(-1, len(self.features)))}, len(bg)
 
     def coded_background(self) -> np.ndarray:
-        if self.background is None or len(self.background) == 0:
+        """The background's coded matrix (read-only; computed once per background)."""
+        if not self._has_background():
             raise TwopathError("a tabular model needs a background sample (adapter.background) for masking")
-        return self.encode(self.background)
+        return self._from_background("coded", self._coded_readonly)
+
+    def _coded_readonly(self, background: pd.DataFrame) -> np.ndarray:
+        coded = self.encode(background)
+        coded.setflags(write=False)
+        return coded
+
+    def _transformed_background(self) -> torch.Tensor:
+        """The background through the preprocessing (computed once per background; callers clone)."""
+        return self._from_background("transformed", self.transform)
 
     def batch_inputs(self, raws: Sequence[Any]) -> Inputs:
         return {"x": self.transform(raws)}
@@ -274,18 +325,19 @@ class TorchTabularClassifier(ModelAdapter):
 
     def without_units(self, example: Example, units: Sequence[int]) -> Example:
         """The chosen features set to the background median (categories: its median code)."""
-        if self.background is None or len(self.background) == 0:
+        if not self._has_background():
             raise TwopathError("removing features needs a background sample (adapter.background)")
-        median = self.decode(np.median(self.encode(self.background), axis=0, keepdims=True)).iloc[0]
+        median = self._from_background("median row", lambda _: self.decode(
+            np.median(self.coded_background(), axis=0, keepdims=True)).iloc[0])
         raw = dict(self.check_example(example))
         for i in units:
             raw[self.features[i]] = median[self.features[i]]
         return Example(f"{example.id}-units-removed", raw, example.target)
 
     def reference_inputs(self) -> Inputs:
-        if self.background is None or len(self.background) == 0:
+        if not self._has_background():
             raise TwopathError("mean ablation needs a reference sample (adapter.background)")
-        return {"x": self.transform(self.background)}
+        return {"x": self._transformed_background().clone()}
 
     def position_mask(self, inputs: Inputs) -> torch.Tensor | None:
         return None
@@ -303,11 +355,12 @@ class TorchTabularClassifier(ModelAdapter):
             return self.transform(kind)[..., None]
         if kind not in self.baselines:
             raise TwopathError(f"unknown table IG baseline {kind!r}; expected one of {list(self.baselines)} or a row")
-        if self.background is None or len(self.background) == 0:
+        if not self._has_background():
             raise TwopathError("a table IG baseline needs a background sample (adapter.background)")
-        transformed = self.transform(self.background)
-        centre = transformed.mean(0, keepdim=True) if kind == "mean" else transformed.median(0, keepdim=True).values
-        return centre[..., None]
+        transformed = self._transformed_background()
+        centre = self._from_background(f"baseline {kind}", lambda _: transformed.mean(0, keepdim=True) if kind == "mean"
+                                       else transformed.median(0, keepdim=True).values)
+        return centre.clone()[..., None]
 
     def merge_to_units(self, example: Example, scores: Any) -> np.ndarray:
         values = position_scores(scores)
