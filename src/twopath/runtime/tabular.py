@@ -98,6 +98,8 @@ class TorchTabularClassifier(ModelAdapter):
         self.background = None
         self.architecture = f"MLP {'-'.join(str(w) for w in self.widths)}"
         self.column_feature = self._column_feature()
+        self._numeric_index = [self.features.index(f) for f in self.numeric]
+        self._category_columns = [(f, self.features.index(f), np.eye(len(c))) for f, c in self.categories.items()]
 
     # --- the background sample and what is derived from it ----------------------------------
 
@@ -273,13 +275,12 @@ class TorchTabularClassifier(ModelAdapter):
         """
         coded = np.atleast_2d(np.asarray(coded, dtype=float))
         scaler = self.preprocessor.named_transformers_["num"]
-        numeric = [self.features.index(f) for f in self.numeric]
-        parts = [(coded[:, numeric] - scaler.mean_) / scaler.scale_]
-        for feature, cats in self.categories.items():
-            codes = np.rint(coded[:, self.features.index(feature)]).astype(int)
-            if codes.min(initial=0) < 0 or codes.max(initial=0) >= len(cats):
+        parts = [(coded[:, self._numeric_index] - scaler.mean_) / scaler.scale_]
+        for feature, column, one_hot in self._category_columns:
+            codes = np.rint(coded[:, column]).astype(int)
+            if codes.min(initial=0) < 0 or codes.max(initial=0) >= len(one_hot):
                 raise TwopathError(f"category code out of range for {feature}")
-            parts.append(np.eye(len(cats))[codes])
+            parts.append(one_hot[codes])
         return torch.as_tensor(np.hstack(parts), dtype=torch.float32, device=self.device)
 
     # --- running ----------------------------------------------------------------------------
