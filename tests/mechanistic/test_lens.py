@@ -108,13 +108,81 @@ def test_verdicts_compare_direct_and_total_effects():
         assert np.isfinite(row["total"]) and np.isfinite(row["direct"])
 
 
-@pytest.mark.parametrize("family", ("bert", "gemma2"))
-def test_families_without_a_linear_residual_stream_are_refused_in_one_line(family):
+@pytest.mark.parametrize(("family", "method"), [("gemma2", "direct_logit_attribution"), ("gemma2", "direct_effect"),
+                                                ("bert", "direct_effect")])
+def test_families_without_a_linear_residual_stream_are_refused_in_one_line(family, method):
     adapter = _adapter(family)
-    with pytest.raises(TwopathError, match=r"direct_logit_attribution needs a model with linear residual"):
-        _run("direct_logit_attribution", adapter)
+    with pytest.raises(TwopathError, match=rf"^{method} needs a model with linear residual") as err:
+        _run(method, adapter, corrupted=CONTRAST)
+    assert "\n" not in str(err.value)
     lens = _run("logit_lens", adapter)  # the lens only reads: it works on every family
     assert np.isfinite(lens.effects).all()
+
+
+ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "deberta-v2")
+
+
+def _last_hidden(adapter: HFTextClassifier) -> torch.Tensor:
+    with torch.no_grad():
+        return adapter.model.base_model(**adapter.inputs(EXAMPLE)).last_hidden_state[0, 0]
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_encoder_parts_rebuild_the_last_hidden_state_and_the_shares_add_up(family):
+    from twopath.mechanistic.lens import encoder_parts
+
+    adapter = _adapter(family)
+    components, parts, embeddings, constant, _ = encoder_parts(adapter, Trace.of(adapter, EXAMPLE))
+    assert len(components) == len(parts) == adapter.n_layers * (adapter.n_heads + 1)
+    # every LayerNorm frozen at the clean run: the parts rebuild HF's own last hidden state
+    torch.testing.assert_close(embeddings + parts.sum(0) + constant, _last_hidden(adapter), atol=1e-4, rtol=1e-4)
+    dla = _run("direct_logit_attribution", adapter)
+    assert dla.meta["approximate"] is True
+    total = dla.effects.sum() + dla.meta["embeddings"] + dla.meta["constant"]
+    assert total == pytest.approx(_logit_diff(adapter), abs=1e-4)
+
+
+def _naive_errors(adapter: HFTextClassifier) -> np.ndarray:
+    """|true change of the logit difference when one part is removed - its linear share|, one
+    forward read-out per part and a finite-difference-free gradient from torch.func."""
+    from twopath.mechanistic.lens import encoder_parts
+
+    _, parts, embeddings, _, final = encoder_parts(adapter, Trace.of(adapter, EXAMPLE))
+    ones = torch.ones(1, 1, dtype=torch.long)
+
+    def diff(h: torch.Tensor) -> torch.Tensor:
+        logits = adapter.decode_hidden(h[None, None, :], {"attention_mask": ones})[0]
+        return logits[1] - logits[0]
+
+    gradient = torch.func.grad(diff)(final)
+    errors = []
+    with torch.no_grad():
+        for part in [*parts, embeddings]:
+            errors.append(abs(float(diff(final) - diff(final - part)) - float(part @ gradient)))
+    return np.array(errors)
+
+
+@pytest.mark.parametrize("family", ("bert", "distilbert"))
+def test_the_encoder_linearisation_error_is_the_measured_one(family):
+    adapter = _adapter(family)
+    dla = _run("direct_logit_attribution", adapter)
+    errors = _naive_errors(adapter)
+    assert dla.meta["linearisation_error_max"] == pytest.approx(errors.max(), abs=1e-5)
+    assert dla.meta["linearisation_error_max"] > 1e-3  # tanh / ReLU: the approximation is not exact here
+
+
+def test_a_linear_encoder_head_has_no_linearisation_error():
+    adapter = _adapter("bert")
+    model = adapter.model
+    model.bert.pooler.activation = torch.nn.Identity()  # dense, then the classifier: an affine head
+    with torch.no_grad():  # an affine head's remainder is its biases: classifier(pooler bias) + classifier bias
+        model.bert.pooler.dense.bias.normal_(generator=torch.Generator().manual_seed(1))
+        model.classifier.bias.copy_(torch.tensor([0.3, -0.2]))
+        biases = model.classifier(model.bert.pooler.dense.bias)
+    dla = _run("direct_logit_attribution", adapter)
+    assert dla.meta["linearisation_error_max"] < 1e-4
+    assert dla.meta["head_remainder"] == pytest.approx(float(biases[1] - biases[0]), abs=1e-4)
+
 
 
 def _planted_gpt2() -> HFTextClassifier:
@@ -289,3 +357,22 @@ def test_residual_claims_on_planted_models_tell_late_writers_from_early_ones():
     assert found["the decision is written directly by late components"] == "not supported", found["measured"]
     assert "largest direct share: L0H0" in found["measured"]
     assert "the sentiment-tracking head L0H0: acts directly" in found["measured"]
+
+
+def test_encoder_dla_tables_and_rows_say_it_is_approximate_with_the_measured_error():
+    from twopath.comparisons.summary import describe_localization
+    from twopath.reports.tables import example_tables
+    from twopath.types import ExampleResult
+
+    for family, approximate in (("bert", True), ("gpt2", False)):
+        dla = _run("direct_logit_attribution", _adapter(family))
+        result = ExampleResult(EXAMPLE, "positive", {"label": "positive", "probability": 0.9}, [], [dla])
+        _, _, frame = example_tables(result)["direct_logit_attribution"]
+        row = describe_localization(dla)
+        if approximate:
+            assert set(frame["exact"]) == {f"no: head linearised at the clean run (removal error up to "
+                                           f"{dla.meta['linearisation_error_max']:.3f}, "
+                                           f"{dla.meta['linearisation_error_relative']:.0%} of the true effects)"}
+            assert "approximate" in row and f"{dla.meta['linearisation_error_max']:.3f}" in row
+        else:
+            assert "exact" not in frame and "approximate" not in row and "parts sum to" in row

@@ -89,7 +89,11 @@ def _describe_dla(localization: Localization, k: int = 3) -> str:
     top = ", ".join(f"{label} {_signed(effect)}" for label, effect in localization.top(k))
     text = (f"direct share of the logit diff (target vs '{meta.get('other_label', '?')}', final norm frozen): {top}; "
             f"embeddings {_signed(float(meta.get('embeddings', 0.0)))}, constant {_signed(float(meta.get('constant', 0.0)))}")
-    if "sum_of_parts" in meta:
+    if meta.get("approximate"):
+        text += (f"; approximate (classifier head linearised at the clean run): removing a part changes the logit diff "
+                 f"by up to {meta['linearisation_error_max']:.3f} more or less than its share "
+                 f"({meta['linearisation_error_relative']:.0%} of the parts' true effects)")
+    elif "sum_of_parts" in meta:
         text += f"; parts sum to {meta['sum_of_parts']:.3f} (gap {meta.get('gap', 0.0):.2g})"
     return text
 

@@ -15,8 +15,12 @@ People who study language models read a decision with three tools before they ab
   head. With the norm's scale frozen at the clean run (the TransformerLens convention) the
   read-out is linear, so every part gets its share of the logit difference (target minus the
   strongest other label) and the shares plus the norm's shift and the head's bias add up to it
-  exactly. Only pre-norm decoders have such a sum; encoders (post-norm) and Gemma 2 (normed
-  sublayer outputs, soft-capped logits) are refused with one line.
+  exactly in pre-norm decoders. Post-norm encoders (BERT and its kin) re-normalise the stream
+  after every sublayer: with every LayerNorm's scale frozen too, each norm is affine, so the last
+  hidden state is still a sum of parts (exactly), but the classifier reads it through a
+  non-linear head (BERT's pooler dense + tanh); that head is linearised at the clean run (its
+  gradient), a first-order approximation whose error is measured per part and reported. Gemma 2
+  (normed sublayer outputs, soft-capped logits) is refused with one line.
 * **Direct effect** — activation patching to the logits only: replace one component's output
   by its value on the contrast input while every later component keeps its value (path
   patching), so the final residual stream changes by exactly that component's difference. The
@@ -51,7 +55,10 @@ def _reading_sites(adapter: Any) -> list[str]:
     """Every site the lens, DLA and direct effects read, asked for at once: one recording pass
     serves all three (and gives the clean logits)."""
     heads = [f"blocks.{layer}.attn.hook_z" for layer in range(adapter.n_layers)]
-    return ["blocks.0.hook_resid_pre", *_resid_names(adapter), *heads]
+    sites = ["blocks.0.hook_resid_pre", *_resid_names(adapter), *heads]
+    if not adapter.family.decoder:  # post-norm encoders: the MLP's output is not the rest of the block's addition
+        sites += [f"blocks.{layer}.mlp.hook_post" for layer in range(adapter.n_layers)]
+    return sites
 
 
 @MECHANISTIC_METHODS.register("logit_lens", modalities=("text",))
@@ -157,9 +164,13 @@ class DirectLogitAttribution(InterventionMethod):
     """Each head's and MLP's direct share of the logit difference (final norm's scale frozen)."""
 
     what_it_tells_you = "how much each head and MLP writes the decision directly into the output"
-    requires = frozenset({"linear_residual"})
 
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
+        if "linear_residual" not in adapter.capabilities():
+            if getattr(adapter.family, "decoder", True):  # Gemma 2 and the like: no encoder linearisation either
+                raise TwopathError(f"direct_logit_attribution needs a model with linear residual; {adapter.architecture} "
+                                   f"({getattr(adapter.family, 'name', adapter.family)}) has none")
+            return encoder_dla(adapter, Trace.of(adapter, example), target)
         trace = Trace.of(adapter, example)
         components, parts, embeddings, final = residual_parts(adapter, trace)
         linear, constant = adapter.frozen_readout(final)
@@ -179,6 +190,117 @@ class DirectLogitAttribution(InterventionMethod):
                      "sum_of_parts": total, "gap": abs(total - logit_diff), "n_forward_rows": 1,
                      "note": "the final norm's scale is frozen at the clean run; parts + constant = logit difference"},
         }
+
+
+def _frozen_norm(norm: torch.nn.Module, clean: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """A LayerNorm with its scale frozen at ``clean`` (its input at the clean run), as
+    ``(linear, shift)``: ``linear(v)`` centres and scales any part ``v`` (..., d), and
+    ``sum(linear(parts)) + shift == norm(sum(parts))`` whenever the parts sum to ``clean``."""
+    eps = float(getattr(norm, "eps", 1e-12))
+    scale = torch.sqrt(clean.var(unbiased=False) + eps)
+    weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+    gain = weight.detach().float() if isinstance(weight, torch.Tensor) else torch.ones_like(clean)
+    shift = bias.detach().float() if isinstance(bias, torch.Tensor) else torch.zeros_like(clean)
+
+    def linear(v: torch.Tensor) -> torch.Tensor:
+        return gain * (v - v.mean(-1, keepdim=True)) / scale
+
+    return linear, shift
+
+
+def encoder_parts(adapter: Any, trace: Trace) -> tuple[list[Component], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The last hidden state of a post-norm encoder at its reading token as a sum of parts.
+
+    Every block adds its attention output (per head, through the output projection) and then its
+    MLP output, each followed by a LayerNorm; with every LayerNorm's scale frozen at the clean run
+    each norm is affine, so it maps every part found so far to a centred, rescaled part and adds
+    its shift to a constant. Returns ``(components, parts (k, d), embeddings (d,), constant (d,),
+    final (d,))`` with ``embeddings + parts.sum(0) + constant == final`` (checked: a block laid out
+    otherwise is refused in one line).
+    """
+    acts = trace.activations(_reading_sites(adapter))
+    position = int(adapter.reading_position(trace.inputs)[0])
+    width, n_heads = adapter.head_dim(), adapter.n_heads
+    embeddings = acts["blocks.0.hook_resid_pre"][0, position].float()
+    constant = torch.zeros_like(embeddings)
+    parts = embeddings.new_zeros(0, embeddings.shape[-1])
+    components: list[Component] = []
+    with torch.no_grad():
+        for layer, block in enumerate(adapter.layer_modules):
+            norms = [m for m in block.modules() if isinstance(m, torch.nn.LayerNorm)]
+            if len(norms) != 2:
+                raise TwopathError(f"direct_logit_attribution: {adapter.architecture} block {layer} has {len(norms)} "
+                                   "LayerNorms, not the post-norm encoder's two (after attention, after the MLP)")
+            z = acts[f"blocks.{layer}.attn.hook_z"][0, position]
+            masked = torch.zeros(n_heads, z.shape[-1], dtype=z.dtype, device=z.device)
+            for head in range(n_heads):
+                masked[head, head * width : (head + 1) * width] = z[head * width : (head + 1) * width]
+            projection = adapter.site(Component("head", layer, 0)).module
+            bias = projection(torch.zeros_like(masked[:1]))[0].float()
+            heads = projection(masked).float() - bias
+            embeddings, parts, constant = _through_norm(norms[0], embeddings, torch.cat([parts, heads]), constant + bias)
+            mlp = adapter.site(Component("neuron", layer, 0)).module
+            post = acts[f"blocks.{layer}.mlp.hook_post"][0, position]
+            bias = mlp(torch.zeros_like(post)[None])[0].float()
+            embeddings, parts, constant = _through_norm(norms[1], embeddings, torch.cat([parts, (mlp(post[None]).float() - bias)]),
+                                                        constant + bias)
+            components += [Component("head", layer, h) for h in range(n_heads)] + [Component("mlp", layer)]
+            recorded = acts[f"blocks.{layer}.hook_resid_post"][0, position].float()
+            rebuilt = embeddings + parts.sum(0) + constant
+            if not torch.allclose(rebuilt, recorded, atol=1e-3 * (1 + float(recorded.abs().max()))):
+                raise TwopathError(f"direct_logit_attribution: {adapter.architecture} block {layer} is not a post-norm "
+                                   "block (attention, norm, MLP, norm); its parts do not add up to its output")
+    return components, parts, embeddings, constant, recorded
+
+
+def _through_norm(norm: torch.nn.Module, embeddings: torch.Tensor, parts: torch.Tensor,
+                  constant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    clean = embeddings + parts.sum(0) + constant
+    linear, shift = _frozen_norm(norm, clean)
+    return linear(embeddings), linear(parts), linear(constant) + shift
+
+
+def encoder_dla(adapter: Any, trace: Trace, target: int) -> dict[str, Any]:
+    """DLA of an encoder: the parts of :func:`encoder_parts` read through the classifier head
+    linearised at the clean run (its Jacobian; BERT's pooler is dense + tanh, RoBERTa's head
+    dense + tanh, DistilBERT's dense + ReLU), a first-order approximation. The measured error:
+    for each part, the true change of the logit difference when the part is removed from the
+    final stream (through the non-linear head, every norm frozen) against its linear share."""
+    components, parts, embeddings, constant, final = encoder_parts(adapter, trace)
+    other = _direction(trace.logits, target)
+    ones = torch.ones(1, 1, dtype=torch.long, device=final.device)
+
+    def diff(rows: torch.Tensor) -> torch.Tensor:
+        logits = adapter.decode_hidden(rows[:, None, :].to(final.dtype), {"attention_mask": ones.expand(len(rows), 1)}).float()
+        return logits[:, target] - logits[:, other]
+
+    with torch.enable_grad():
+        point = final.detach().clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(diff(point[None])[0], point)
+    with torch.no_grad():
+        share = torch.cat([parts, embeddings[None]]) @ gradient
+        logit_diff = float(trace.logits[0, target] - trace.logits[0, other])
+        removed = diff(torch.cat([final - parts, (final - embeddings)[None]]))
+        true_share = float(diff(final[None])[0]) - removed
+        remainder = float(diff(final[None])[0] - final @ gradient)
+    errors = (true_share - share).abs()
+    share_np = to_numpy(share)
+    offset = logit_diff - float(share_np.sum())
+    return {
+        "metric": "logit_diff_contribution",
+        "components": components,
+        "effects": share_np[:-1],
+        "clean": logit_diff,
+        "meta": {"other_label": adapter.labels[other], "embeddings": float(share_np[-1]), "constant": offset,
+                 "sum_of_parts": logit_diff, "gap": 0.0, "approximate": True, "n_forward_rows": 1,
+                 "linearisation_error_max": float(errors.max()),
+                 "linearisation_error_relative": float(errors.sum() / max(float(true_share.abs().sum()), 1e-12)),
+                 "head_remainder": remainder,
+                 "note": "approximate: a first-order linearisation of the classifier head at the clean run (every "
+                         "LayerNorm's scale frozen); the constant holds the norms' shifts, the head's biases and the "
+                         "linearisation's remainder; linearisation_error_* compare each part's share with the true "
+                         "change when the part is removed"},
+    }
 
 
 @MECHANISTIC_METHODS.register("direct_effect", modalities=("text",))

@@ -90,6 +90,17 @@ def _lens(result: ExampleResult) -> pd.DataFrame | None:
     return frame
 
 
+def _dla(result: ExampleResult) -> pd.DataFrame | None:
+    """Top heads and MLPs by DLA; an encoder's (linearised head) says so on every row, with the
+    measured linearisation error."""
+    frame = _top_effects(result, "direct_logit_attribution")
+    meta = result.localization("direct_logit_attribution").meta if frame is not None else {}
+    if frame is not None and meta.get("approximate"):
+        frame["exact"] = (f"no: head linearised at the clean run (removal error up to {meta['linearisation_error_max']:.3f}, "
+                          f"{meta['linearisation_error_relative']:.0%} of the true effects)")
+    return frame
+
+
 def _direct_vs_total(result: ExampleResult) -> pd.DataFrame | None:
     """Top heads by total effect (activation patching) with their direct effect and a verdict."""
     from twopath.mechanistic.lens import verdicts
@@ -185,7 +196,7 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
         ("direct_logit_attribution", "Internal path: direct logit attribution",
          "Each head's and MLP's direct share of the logit difference (final norm's scale frozen at the clean run); "
          "the shares, the embeddings and the norm/head constant add up to the logit difference.",
-         _top_effects(result, "direct_logit_attribution")),
+         _dla(result)),
         ("direct_vs_total", "Internal path: direct versus total effect",
          "Top heads by total effect (activation patching from the contrast) with their direct effect (the same patch "
          "with every later component frozen): 'acts directly' when direct >= half the total.",
