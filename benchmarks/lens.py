@@ -79,8 +79,10 @@ def main() -> None:
         ("activation patching, every head (total)", patching, None),
     ])
     minilm = HFTextClassifier.from_pretrained(zoo.sentiment_model(say=lambda _: None), name="minilm")
-    report("MiniLM-L6 (encoder: lens only; DLA needs a pre-norm decoder)", minilm, [
-        ("logit lens (clean run included)", run("logit_lens", minilm), 2.0),
+    encoder_lens, encoder_dla = run("logit_lens", minilm), run("direct_logit_attribution", minilm)
+    report("MiniLM-L6 (encoder: lens, and DLA through the linearised head)", minilm, [
+        ("logit lens (clean run included)", encoder_lens, 2.0),
+        ("logit lens + DLA (clean run included)", lambda: (encoder_lens(), encoder_dla()), 2.0),
     ])
 
 

@@ -161,7 +161,7 @@ def _direction(logits: torch.Tensor, target: int) -> int:
 
 @MECHANISTIC_METHODS.register("direct_logit_attribution", modalities=("text",))
 class DirectLogitAttribution(InterventionMethod):
-    """Each head's and MLP's direct share of the logit difference (final norm's scale frozen)."""
+    """Each head's and MLP's direct share of the logit difference (norm scales frozen; exact on pre-norm decoders, approximate on encoders)."""
 
     what_it_tells_you = "how much each head and MLP writes the decision directly into the output"
 
