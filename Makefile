@@ -5,8 +5,10 @@ OUT ?= reports
 SEED ?= 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+export OMP_WAIT_POLICY ?= PASSIVE
+export NUMBA_DISABLE_JIT ?= 1
 
-.PHONY: help install demo test test-all lint bench clean
+.PHONY: help install demo demo-full test test-all lint bench clean
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,9 +22,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed  ## create .venv and install twopath with its dev tools (CPU torch 2.13.0)
 
-demo: install  ## train or load the reference models and write both seed reports to $(OUT)/
+DEMO_SENTENCES ?= 20
+DEMO_APPLICANTS ?= 100
+
+demo: install  ## the two seed examples, with small dataset sections, in $(OUT)/ (minutes; see README)
+	$(VENV)/bin/twopath reproduce sentiment --out $(OUT) --seed $(SEED) --dataset-size $(DEMO_SENTENCES)
+	$(VENV)/bin/twopath reproduce loan --out $(OUT) --seed $(SEED) --dataset-size $(DEMO_APPLICANTS)
+	@echo "open $(OUT)/sentiment/report.html and $(OUT)/loan/report.html (everything: make demo-full)"
+
+demo-full: install  ## every task at its full dataset size: sentiment, loan, hmda, the decoder, agreement
 	$(VENV)/bin/twopath reproduce all --out $(OUT) --seed $(SEED)
-	@echo "open $(OUT)/sentiment/report.html and $(OUT)/loan/report.html (the decoder: twopath reproduce sentiment-gpt2)"
+	$(VENV)/bin/twopath reproduce sentiment-gpt2 --out $(OUT) --seed $(SEED)
+	$(VENV)/bin/twopath reproduce agreement --out $(OUT) --seed $(SEED)
 
 test: install  ## run the default test suite (slow tests excluded)
 	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests were collected"; exit 1; fi; exit $$rc
@@ -38,6 +49,7 @@ bench: install  ## print the speed benchmarks (ratios to one forward pass)
 	$(PY) benchmarks/attribution.py
 	$(PY) benchmarks/mechanistic.py
 	$(PY) benchmarks/lens.py
+	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/evaluate.py
 	$(PY) benchmarks/editing.py
 	$(PY) benchmarks/length.py

@@ -7,6 +7,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")  # as the CLI does: shap runs bit-identical without the ~10 s compile
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does: idle torch threads sleep, not spin
 
 from pathlib import Path  # noqa: E402
 

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -184,6 +185,15 @@ def _run(action: Callable[[], Any]) -> Any:
     """Run ``action`` inside the error boundary (see the module docstring)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # shap's numba kernels take ~10 s of CPU to compile in every new process, and run the
+    # coalition tables twopath gives them (at most a few thousand rows) in milliseconds as plain
+    # Python, with bit-identical values (measured: benchmarks/pipeline.py). NUMBA_DISABLE_JIT=0
+    # in the environment keeps the compiler.
+    os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+    # torch's OpenMP threads spin while they wait for work; on a busy machine (other jobs, Ray
+    # workers, a second twopath) spinning threads starve the ones with work, and small batches
+    # run 10-100x slower (measured: benchmarks/pipeline.py). Sleeping waits cost microseconds.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with _Interrupts() as guard:
         _ACTIVE.append(guard)
         try:
@@ -207,45 +217,141 @@ def _run(action: Callable[[], Any]) -> Any:
             raise typer.Exit(EXIT_BUG) from None
         finally:
             _ACTIVE.remove(guard)
+            _end_steps()
+            _DISPLAYS.clear()
+
+
+class _Steps:
+    """The progress display of a run's steps: each message starts a step and ends the one before.
+
+    On a terminal a spinner shows the step running, with its elapsed time, and each finished step
+    stays as one line with its seconds; in a log (no terminal) only the finished lines are printed,
+    one per step. ``--quiet`` prints nothing (the interrupt checkpoint still runs).
+    """
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.name: str | None = None
+        self.start = 0.0
+        self.console: Any = None
+        self.status: Any = None
+        if not quiet:
+            self.console = _stderr_console()
+
+    def __call__(self, msg: str) -> None:
+        checkpoint()
+        if self.quiet:
+            return
+        self._finish()
+        self.name, self.start = msg, time.perf_counter()
+        if self.console.is_terminal and not _BAR_LIVE:
+            if self.status is None:
+                self.status = self.console.status(msg)
+                self.status.start()
+            self.status.update(msg)
+
+    def _finish(self) -> None:
+        if self.name is not None:
+            seconds = time.perf_counter() - self.start
+            self.console.print(f"[dim]·[/dim] {self.name} [dim]{seconds:.1f} s[/dim]", highlight=False)
+            self.name = None
+
+    def pause(self) -> None:
+        """Stop the spinner (rich shows one live display at a time: a progress bar takes over)."""
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+    def close(self) -> None:
+        if self.quiet:
+            return
+        self._finish()
+        self.pause()
+
+
+_DISPLAYS: list[_Steps] = []
+_BAR_LIVE: list[Any] = []  # the progress bar on screen, if any (rich shows one live display at a time)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _end_steps() -> None:
+    """Print the last step's line and stop the spinner (before the command prints its result)."""
+    for display in _DISPLAYS:
+        display.close()
 
 
 def _say(quiet: bool) -> Callable[[str], None]:
-    if quiet:
-        return lambda _msg: checkpoint()
-    from rich.console import Console
+    """A step display for this command; :func:`_run` closes it when the command ends."""
+    display = _Steps(quiet)
+    _DISPLAYS.append(display)
+    return display
 
-    console = Console(stderr=True)
 
-    def say(msg: str) -> None:
+class _LogProgress:
+    """A loop's progress in a log (no terminal): one line at every tenth, with elapsed and ETA."""
+
+    def __init__(self) -> None:
+        self.console = _stderr_console()
+        self.what: str | None = None
+        self.start = 0.0
+        self.shown = -1
+
+    def __call__(self, done: int, total: int, what: str = "examples") -> None:
         checkpoint()
-        console.print(f"[dim]·[/dim] {msg}")
-
-    return say
+        if what != self.what or done < 1:
+            self.what, self.start, self.shown = what, time.perf_counter(), -1
+        tenth = 10 * done // max(total, 1)
+        if done >= 1 and (tenth > self.shown or done == total):
+            self.shown = tenth
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / done * (total - done)
+            self.console.print(f"  {what} {done}/{total}, {elapsed:.0f} s elapsed, eta {eta:.0f} s", highlight=False)
 
 
 @contextmanager
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
-    """A rich progress bar for the long loops (the dataset section), or a checkpoint when quiet."""
+    """Progress of the long loops (the fine-tune, the dataset section): a rich bar with ETA on a
+    terminal (it appears at the first update; while it shows, the step spinner pauses), a line
+    per tenth in a log, a checkpoint only when quiet."""
     if quiet:
-        yield lambda done, total: checkpoint()
+        yield lambda done, total, what="": checkpoint()
+        return
+    if not _stderr_console().is_terminal:
+        yield _LogProgress()
         return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("  examples"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as bar:
-        task = bar.add_task("examples", total=None)
+    bar = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn(), transient=True, console=_stderr_console())
+    task = bar.add_task("examples", total=None)
 
-        def update(done: int, total: int) -> None:
-            checkpoint()
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int, what: str = "examples") -> None:
+        checkpoint()
+        if not _BAR_LIVE:
+            for display in _DISPLAYS:
+                display.pause()
+            bar.start()
+            _BAR_LIVE.append(bar)
+        bar.update(task, completed=done, total=total, description=what)
 
+    try:
         yield update
+    finally:
+        if _BAR_LIVE:
+            _BAR_LIVE.clear()
+            bar.stop()
 
 
 def _options(config: Path | None, modality: str) -> dict:  # type: ignore[type-arg]
@@ -303,8 +409,9 @@ def reproduce(
         for name in chosen:
             with _progress(quiet) as progress:
                 report = run_task(name, seed=seed, say=say, dataset_size=dataset_size, progress=progress)
-            checkpoint()
+            say(f"{name}: writing the report")
             paths = write_report(report, out / name, fmt)
+            _end_steps()
             typer.echo(f"{name}: " + "  ".join(str(p) for p in paths.values()))
 
     _run(action)
@@ -413,8 +520,9 @@ def explain(
         if getattr(adapter.model.config, "twopath_new_head", False):
             described["warning"] = "the classification head was missing from the weights and is randomly initialised"
         report = Report("explain", described, [result], reproducibility(seed, {"key": str(model)}))
-        checkpoint()
+        say("writing the report")
         paths = write_report(report, out, fmt)
+        _end_steps()
         typer.echo("  ".join(str(p) for p in paths.values()))
 
     _run(action)
@@ -500,8 +608,9 @@ def explain_tabular(
                                 "activation patching skipped")
         report = Report("explain-tabular", {**adapter.describe(), "accuracy": None}, [result],
                         reproducibility(seed, {"key": str(model)}))
-        checkpoint()
+        say("writing the report")
         paths = write_report(report, out, fmt)
+        _end_steps()
         typer.echo("  ".join(str(p) for p in paths.values()))
 
     _run(action)

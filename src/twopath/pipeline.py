@@ -35,7 +35,7 @@ from twopath.mechanistic import MECHANISTIC_METHODS
 from twopath.mechanistic.circuits import find_circuit
 from twopath.mechanistic.patching import shape_problem
 from twopath.runtime.adapter import OutputSpace
-from twopath.runtime.cost import forward_seconds
+from twopath.runtime.cost import StepClock, forward_seconds
 from twopath.runtime.trace import Trace
 from twopath.types import Attribution, Example, ExampleResult, Localization, TwopathError
 
@@ -77,6 +77,9 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     torch.manual_seed(seed)
     from twopath.validation import check_settings
 
+    clock = StepClock(say)
+    clock("prediction and target")
+
     # the schema the CLI checks against: API callers get the same one-line errors, before any work
     settings = {**DEFAULT_SETTINGS[adapter.modality], **check_settings(settings, adapter.modality)}
     pred_idx, probs = predict(adapter, example)
@@ -94,7 +97,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     if attribution_methods is None:  # the defaults that apply to this kind of model
         attribution_methods = [m for m in DEFAULT_ATTRIBUTION if adapter.modality in ATTRIBUTION_METHODS.get(m).modalities]
     for name in attribution_methods:
-        say(f"input path: {name}")
+        clock(f"input path: {name}")
         method = ATTRIBUTION_METHODS.create(name, output=output, seed=seed, **settings.get(name, {}))
         attributions.append(method.attribute(adapter, example, target=target))
 
@@ -117,7 +120,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     for name in mechanistic_methods or DEFAULT_MECHANISTIC[adapter.modality]:
         if getattr(MECHANISTIC_METHODS.get(name).cls, "needs_contrast", False) and contrast is None:
             continue
-        say(f"internal path: {name}")
+        clock(f"internal path: {name}")
         method_settings = dict(settings.get(name, {}))
         if "layers" in method_settings:  # negative layer numbers count from the last layer
             method_settings["layers"] = tuple(x % adapter.n_layers for x in method_settings["layers"])
@@ -126,28 +129,28 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
 
     stability_report = None
     if "lime" in attribution_methods and stability_seeds:
-        say(f"input path: LIME stability over {len(stability_seeds)} seeds")
+        clock(f"input path: LIME stability over {len(stability_seeds)} seeds")
         stability_report = stability(adapter, example, target, "lime", seeds=stability_seeds,
                                      output=output, **settings.get("lime", {}))
 
     circuit = None
     if with_circuit:
-        say("internal path: greedy circuit search")
+        clock("internal path: greedy circuit search")
         circuit = find_circuit(adapter, example, target_idx, corrupted=contrast if isinstance(contrast, Example) else None, seed=seed)
 
-    say("comparing the two paths")
+    clock("comparing the two paths")
     what = {e.name: e.cls.what_it_tells_you for e in [*ATTRIBUTION_METHODS, *MECHANISTIC_METHODS]}
     ablations = [loc for loc in localizations if loc.method in ("head_ablation", "neuron_ablation")]
     ranked = component_rankings(adapter, localizations)
     faithfulness_rows: list[dict[str, Any]] = []
     bridge = None
     if attributions:
-        say("faithfulness: deletion and insertion curves")
+        clock("faithfulness: deletion and insertion curves")
         faithfulness_rows = faithfulness.input_faithfulness(adapter, example, attributions, seed=seed)
         if ranked:
             faithfulness_rows += faithfulness.internal_faithfulness(adapter, example, ranked, seed=seed)
         if ablations and with_bridges:
-            say("bridges: which input units drive the top components")
+            clock("bridges: which input units drive the top components")
             main = next((a for a in attributions if a.method == "shap"), attributions[0])
             top = ablations[0]
             bridge = bridges.bridge_score(adapter, example, main, [top.components[i] for i in top.ranking()],
@@ -161,13 +164,17 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         "circuit": circuit,
         "faithfulness": faithfulness_rows,
         "bridges": bridge,
-        "costs": cost_table(attributions, localizations, forward_seconds(adapter, example)),
+        "costs": None,  # filled in at the end, with the wall time of every step
     }
     if attributions and ablations and with_checks:
-        say("sanity check: cascading weight randomization")
+        clock("sanity check: cascading weight randomization")
         tables["sanity"] = randomization_sanity(adapter, example, target, attribution_methods, seed)
-        say("edit test: ablate what each path points to")
+        clock("edit test: ablate what each path points to")
         tables["edit_test"] = run_edit_test(adapter, example, target, attributions, ablations[0], seed)
+    clock("cost: one forward pass (F1)")
+    f1 = forward_seconds(adapter, example)
+    tables["timings"] = clock.stop()
+    tables["costs"] = cost_table(attributions, localizations, f1, tables["timings"])
     if attributions and ablations:
         top_loc = ablations[0]
         tables["aspects"] = aspects.aspect_table(
@@ -276,8 +283,15 @@ def component_rankings(adapter: Any, localizations: Sequence[Localization]) -> l
     return [loc for loc in out if set(loc.components) == reference]
 
 
-def cost_table(attributions: Sequence[Attribution], localizations: Sequence[Localization], f1_seconds: float) -> list[dict[str, Any]]:
-    """Per method: model evaluations requested, model rows run, seconds and cost in F1."""
+def cost_table(attributions: Sequence[Attribution], localizations: Sequence[Localization], f1_seconds: float,
+               steps: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Per method: model evaluations requested, model rows run, seconds and cost in F1.
+
+    With the run's ``steps`` (:class:`~twopath.runtime.cost.StepClock` rows) the table adds up:
+    an ``overhead`` row holds what the methods' steps took beyond the methods' own measured
+    seconds (argument checks, one-off warm-up such as shap's numba compile, bookkeeping), so
+    the methods plus the overhead equal the wall time of the steps that ran them.
+    """
     rows = []
     for path, results in (("input", attributions), ("internal", localizations)):
         for r in results:
@@ -286,6 +300,13 @@ def cost_table(attributions: Sequence[Attribution], localizations: Sequence[Loca
                          "n_evals": r.meta.get("n_evals", r.meta.get("n_forward_rows")),
                          "n_model_rows": r.meta.get("n_model_rows", r.meta.get("n_forward_rows")),
                          "seconds": seconds, "cost_f1": seconds / f1_seconds if f1_seconds > 0 else None})
+    if steps:
+        names = {f"{row['path']} path: {row['method']}" for row in rows}
+        wall = sum(float(step["seconds"]) for step in steps if step["step"] in names)
+        overhead = max(0.0, wall - sum(float(row["seconds"]) for row in rows))
+        rows.append({"path": "overhead", "method": "around the methods above (checks, warm-up, bookkeeping)",
+                     "n_evals": None, "n_model_rows": None, "seconds": overhead,
+                     "cost_f1": overhead / f1_seconds if f1_seconds > 0 else None})
     rows.append({"path": "reference", "method": "F1 (one forward pass)", "n_evals": 1, "n_model_rows": 1,
                  "seconds": f1_seconds, "cost_f1": 1.0})
     return rows

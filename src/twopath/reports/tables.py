@@ -233,6 +233,8 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
          result.tables.get("aspects")),
         ("costs", "Cost", "Model evaluations and cost in F1 (one batch-size-1 forward pass measured in this run).",
          result.tables.get("costs")),
+        ("timings", "Where the time went", "Wall time of every step of this run, in order; the steps tile the run. "
+         "Wall-clock figures vary between runs and are kept out of report.json.", _timings(result)),
     ]
     tables: dict[str, Table] = {}
     for name, title, about, rows in candidates:
@@ -242,6 +244,16 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
         if name == "circuit":
             tables.update(_mechanisms(result))
     return tables
+
+
+def _timings(result: ExampleResult) -> pd.DataFrame | None:
+    rows = result.tables.get("timings")
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    total = float(frame["seconds"].sum())
+    frame["share"] = frame["seconds"] / total if total > 0 else 0.0
+    return frame
 
 
 def _faithfulness(result: ExampleResult) -> pd.DataFrame | None:

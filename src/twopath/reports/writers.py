@@ -34,7 +34,7 @@ from twopath.validation import REPORT_FORMATS
 
 FORMATS = REPORT_FORMATS
 DEFAULT_FORMATS = ("html", "md", "json")
-_VOLATILE = {"seconds", "cost_f1"}
+_VOLATILE = {"seconds", "cost_f1", "timings"}  # wall-clock fields: never in report.json
 
 
 def _clean(value: Any) -> Any:

@@ -97,6 +97,23 @@ def score_separation(adapter: Any, applicant: Mapping[str, Any], feature: str = 
     return Separation(feature, float(high), float(low), float(p_high), float(p_low), float(p_high - p_low))
 
 
+def separations(adapter: Any, applicant: Mapping[str, Any], edit_sets: Sequence[Sequence[Edit]],
+                feature: str = "credit_score", high: float = 720, low: float = 600,
+                target: str | int | None = None) -> list[float]:
+    """:func:`score_separation` under each set of edits, for all sets in one forward pass: rows
+    ``2g`` and ``2g + 1`` hold the applicant at ``high`` and ``low`` under the ``g``-th set."""
+    _check(adapter)
+    if not edit_sets:
+        return []
+    x = adapter.transform([{**applicant, feature: value} for _ in edit_sets for value in (high, low)])
+    every_row = [Edit(2 * g + r, e.component, e.value) for g, edits in enumerate(edit_sets)
+                 for r in (0, 1) for e in edits]
+    with torch.no_grad(), intervene(adapter, every_row):
+        logits = adapter.run({"x": x})
+    p = torch.softmax(logits.float(), -1)[:, _target(adapter, target)].double().numpy()
+    return [float(p[2 * g] - p[2 * g + 1]) for g in range(len(edit_sets))]
+
+
 def random_controls(adapter: Any, neurons: Sequence[Component], rng: np.random.Generator) -> list[Component]:
     """As many random neurons per layer as ``neurons`` has there, avoiding ``neurons`` if possible."""
     chosen = []

@@ -115,7 +115,8 @@ def build_model(tokenizer: Any, labels: tuple[str, ...], seed: int) -> Any:
     return GPT2ForSequenceClassification(config)
 
 
-def sentiment_decoder_model(seed: int = 0, say: Progress = print) -> Path:
+def sentiment_decoder_model(seed: int = 0, say: Progress = print,
+                            progress: Callable[[int, int], None] | None = None) -> Path:
     """The reference decoder: a GPT-2 classifier trained from scratch on the corpus (cached)."""
     from twopath.datasets import sentiment
     from twopath.seed import zoo
@@ -130,7 +131,7 @@ def sentiment_decoder_model(seed: int = 0, say: Progress = print) -> Path:
             started = time.perf_counter()
             tokenizer = train_tokenizer(list(train["text"]))
             model = build_model(tokenizer, sentiment.LABELS, seed)
-            zoo._train_text(model, tokenizer, train, seed=seed, say=say, **TRAINING)
+            zoo._train_text(model, tokenizer, train, seed=seed, say=say, progress=progress, **TRAINING)
             seconds = time.perf_counter() - started
             accuracy = zoo.text_accuracy(model, tokenizer, test)
         say(f"  held-out accuracy {accuracy:.3f} after {seconds:.0f} s of training")

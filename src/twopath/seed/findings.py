@@ -169,8 +169,7 @@ def _separations(adapter: Any, applicant: dict[str, Any], groups: Sequence[Seque
                  high: float, low: float) -> list[float]:
     every = sorted({c for g in groups for c in g}, key=lambda c: (c.layer, c.index or 0))
     edit = {e.component: e for e in ablate(adapter, every, "mean")} if every else {}
-    return [behaviour.score_separation(adapter, applicant, feature, high, low, [edit[c] for c in g]).separation
-            for g in groups]
+    return behaviour.separations(adapter, applicant, [[edit[c] for c in g] for g in groups], feature, high, low)
 
 
 def _controlled(adapter: Any, applicant: dict[str, Any], test: behaviour.PathwayTest, seed: int

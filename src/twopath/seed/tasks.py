@@ -19,21 +19,20 @@ from twopath import __version__
 from twopath.pipeline import Say, explain
 from twopath.types import Attribution, Example, Report, TwopathError
 
-Progress = Callable[[int, int], None]
+#: ``progress(done, total[, what])``: a loop's progress; ``what`` names the loop (the bar's label)
+Progress = Callable[..., None]
 TASKS = ("sentiment", "loan", "hmda", "sentiment-gpt2", "agreement")
 
 
 def _versions() -> dict[str, str]:
-    import captum
-    import lime
-    import shap
-    import sklearn
-    import torch
-    import transformers
+    """The versions that decide the numbers, read from the installed distributions (importing the
+    libraries to ask them costs seconds when a run has not needed them)."""
+    from importlib.metadata import version
 
-    return {"python": platform.python_version(), "twopath": __version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "shap": shap.__version__, "captum": captum.__version__,
-            "lime": getattr(lime, "__version__", "0.2.0.1"), "scikit-learn": sklearn.__version__}
+    names = {"torch": "torch", "transformers": "transformers", "shap": "shap", "captum": "captum",
+             "lime": "lime", "scikit-learn": "scikit-learn"}
+    return {"python": platform.python_version(), "twopath": __version__,
+            **{key: version(dist) for key, dist in names.items()}}
 
 
 def reproducibility(seed: int, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +73,13 @@ def _dataset(adapter: Any, examples: list[Example], seed: int, say: Say, progres
     return dataset_summary(adapter, examples, seed=seed, progress=progress)
 
 
+def _labelled(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:
+    """``progress`` for a loop of ``what`` (the bar's label), if the display takes labels."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(done, total, what)
+
+
 def _sentiment_models() -> dict[str, tuple[str, Callable[..., Any], str]]:
     from twopath.seed import decoder, zoo
 
@@ -94,7 +100,7 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
     from twopath.seed import zoo
 
     task, train, name = _sentiment_models()[model]
-    path = train(say=say)
+    path = train(say=say, progress=_labelled(progress, "fine-tune steps"))
     manifest = zoo.read_manifest(path)
     adapter = HFTextClassifier.from_pretrained(path, name=name)
     _, test = data.split(seed=0)

