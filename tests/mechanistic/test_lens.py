@@ -376,3 +376,20 @@ def test_encoder_dla_tables_and_rows_say_it_is_approximate_with_the_measured_err
             assert "approximate" in row and f"{dla.meta['linearisation_error_max']:.3f}" in row
         else:
             assert "exact" not in frame and "approximate" not in row and "parts sum to" in row
+
+
+def test_side_by_side_rows_say_what_each_reading_measured():
+    from twopath.comparisons.summary import describe_localization
+
+    adapter = _adapter("gpt2")
+    direct = _run("direct_effect", adapter, corrupted=CONTRAST)
+    row = describe_localization(direct)
+    assert row.startswith("denoise patching to the logits only (later components frozen, final norm recomputed)")
+    assert "share of the clean-vs-corrupted logit_diff gap" in row and "ablation" not in row
+    for label, effect in direct.top(3):
+        assert f"{label} {effect:.2f}" in row
+    lens = _run("logit_lens", adapter, position=0)
+    row = describe_localization(lens)
+    assert row.startswith("logit_diff read through the final norm and head at position 0:")
+    assert f"emb {lens.meta['embeddings']:+.3f}" in row and f"L1 {lens.effects[1]:+.3f}" in row
+    assert f"decision '{lens.meta['decisions'][-1]}' from L" in row

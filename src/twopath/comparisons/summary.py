@@ -103,7 +103,7 @@ def _describe_direct(localization: Localization, k: int = 3) -> str:
     top = ", ".join(f"{label} {effect:.2f}" for label, effect in localization.top(k))
     norm = "frozen" if meta.get("frozen_norm") else "recomputed"
     return (f"{meta.get('direction', '')} patching to the logits only (later components frozen, final norm {norm}), "
-            f"share of the clean-vs-corrupted logit diff: {top}")
+            f"share of the clean-vs-corrupted {meta.get('output', 'logit_diff')} gap: {top}")
 
 
 _READINGS = {"logit_lens": _describe_lens, "direct_logit_attribution": _describe_dla, "direct_effect": _describe_direct}
