@@ -393,3 +393,21 @@ def test_side_by_side_rows_say_what_each_reading_measured():
     assert row.startswith("logit_diff read through the final norm and head at position 0:")
     assert f"emb {lens.meta['embeddings']:+.3f}" in row and f"L1 {lens.effects[1]:+.3f}" in row
     assert f"decision '{lens.meta['decisions'][-1]}' from L" in row
+
+
+def test_the_direct_vs_total_table_puts_dla_and_ablation_next_to_the_verdicts():
+    from twopath.reports.tables import example_tables
+    from twopath.types import ExampleResult
+
+    adapter = _adapter("gpt2")
+    locs = {name: _run(name, adapter, corrupted=CONTRAST, **settings) for name, settings in (
+        ("direct_effect", {}), ("activation_patching", {"sites": ("head",)}), ("direct_logit_attribution", {}),
+        ("head_ablation", {"mode": "zero"}))}
+    result = ExampleResult(EXAMPLE, "positive", {"label": "positive", "probability": 0.9}, [], list(locs.values()))
+    _, _, frame = example_tables(result)["direct_vs_total"]
+    expected = verdicts(locs["direct_effect"], locs["activation_patching"])
+    assert list(frame["component"]) == [r["component"] for r in expected]
+    assert list(frame["verdict"]) == [r["verdict"] for r in expected]
+    for column, name in (("DLA (logit diff)", "direct_logit_attribution"), ("ablation (logit diff drop)", "head_ablation")):
+        values = dict(zip(locs[name].labels, locs[name].effects, strict=True))
+        np.testing.assert_allclose(frame[column], [values[c] for c in frame["component"]])

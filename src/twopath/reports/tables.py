@@ -110,14 +110,14 @@ def _direct_vs_total(result: ExampleResult) -> pd.DataFrame | None:
     except KeyError:
         return None
     rows = verdicts(direct, total)
-    dla = {}
-    try:
-        attribution = result.localization("direct_logit_attribution")
-        dla = dict(zip(attribution.labels, attribution.effects.tolist(), strict=True))
-    except KeyError:
-        pass
-    for row in rows:
-        row["DLA (logit diff)"] = dla.get(row["component"], float("nan"))
+    for column, method in (("DLA (logit diff)", "direct_logit_attribution"), ("ablation (logit diff drop)", "head_ablation")):
+        try:
+            other = result.localization(method)
+        except KeyError:
+            continue
+        values = dict(zip(other.labels, other.effects.tolist(), strict=True))
+        for row in rows:
+            row[column] = values.get(row["component"], float("nan"))
     return pd.DataFrame(rows) if rows else None
 
 
