@@ -15,6 +15,7 @@ cheaper answer is never a silent one.
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -33,6 +34,8 @@ class AttributionMethod:
 
     name: ClassVar[str] = "base"
     what_it_tells_you: ClassVar[str] = ""
+    #: modules the method imports on first use; :meth:`prepare` loads them outside its timing
+    libraries: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0):
         self.output = output
@@ -63,7 +66,10 @@ class AttributionMethod:
         return Attribution(example.id, self.name, adapter.labels[target_idx], units, scores, base_value, meta)
 
     def prepare(self) -> None:
-        """One-off, per-process work kept out of the method's measured cost (e.g. JIT compiles)."""
+        """One-off, per-process work kept out of the method's measured cost (imports, JIT
+        compiles): the cost table reports it in its overhead row, not as model cost."""
+        for name in self.libraries:
+            importlib.import_module(name)
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         raise NotImplementedError

@@ -24,6 +24,7 @@ class GradientXInput(AttributionMethod):
     """Gradient times input (captum InputXGradient): a one-step local slope baseline."""
 
     what_it_tells_you = "local slope times value (first-order Taylor term); cheap, ignores saturation"
+    libraries = ("captum.attr",)
 
     def _scores(self, adapter: Any, example: Example, target: int) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         from captum.attr import InputXGradient

@@ -43,6 +43,7 @@ class IntegratedGradients(AttributionMethod):
     """Integrated Gradients from a baseline (captum), with completeness checked."""
 
     what_it_tells_you = "gradient path integral from a baseline; sums to f(x) - f(baseline)"
+    libraries = ("captum.attr",)
 
     def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0, baseline: str | Mapping[str, Any] | None = None,
                  n_steps: int = 32, max_steps: int = 512, max_delta: float = 0.01, internal_batch_size: int = 64):

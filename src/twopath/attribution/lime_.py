@@ -76,6 +76,7 @@ class Lime(AttributionMethod):
     """LIME local surrogate coefficients over words or raw features (seeded)."""
 
     what_it_tells_you = "weights of a local linear model fitted to perturbed inputs"
+    libraries = ("lime.lime_text", "lime.lime_tabular")
 
     def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0, num_samples: int | None = None,
                  kernel_width: float | None = None):
