@@ -101,6 +101,14 @@ class Budget:
         return {**asdict(self), "capped": self.capped}
 
 
+def gradient_rows(adapter: Any, inputs: Any) -> int:
+    """Rows one forward-and-backward pass may take: the adapter's forward budget
+    (:meth:`~twopath.runtime.adapter.ModelAdapter.rows_per_pass`) divided by three copies of every
+    layer's activations, which a backward pass keeps (at 256 MiniLM tokens: 10 rows, not 182)."""
+    layers = max(1, int(getattr(adapter, "n_layers", 1) or 1))
+    return max(1, adapter.rows_per_pass(inputs) // (3 * layers))
+
+
 def evaluator_meta(evaluator: Any, requested_before: int, evaluated_before: int) -> dict[str, Any]:
     """Cost of one method on the shared evaluator: rows it asked for and rows the model ran."""
     return {

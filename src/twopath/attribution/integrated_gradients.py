@@ -12,7 +12,8 @@ step dearer (one forward and backward pass over more tokens) but rarely needs mo
 ``meta["budget"]`` records the steps used; it is marked ``capped`` when ``max_steps`` stopped
 the doubling before the delta reached ``max_delta`` (``full`` is then the next doubling), with
 the delta reached as its error. Steps run in batches of ``internal_batch_size`` interpolation
-points, at most what the adapter's memory budget allows for the input's length.
+points, at most what the adapter's memory budget allows for the input's length once the backward
+pass's kept activations are counted (:func:`~twopath.attribution.base.gradient_rows`).
 
 The path runs through the adapter's embedding (``adapter.embed`` / ``run_embedded``):
 
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, Budget
+from twopath.attribution.base import ATTRIBUTION_METHODS, AttributionMethod, Budget, gradient_rows
 from twopath.runtime.adapter import OutputSpace
 from twopath.types import Example
 
@@ -68,7 +69,7 @@ class IntegratedGradients(AttributionMethod):
         with torch.no_grad():
             f_base = forward(base)
             gap = float(forward(emb) - f_base)
-        batch = max(1, min(self.internal_batch_size, adapter.rows_per_pass(inputs)))
+        batch = max(1, min(self.internal_batch_size, gradient_rows(adapter, inputs)))
         attr, rel, steps = self._integrate(CaptumIG(forward), emb, base, gap, batch)
         name = self.baseline if isinstance(self.baseline, str) else ("row" if self.baseline else adapter.baselines[0])
         converged = rel <= self.max_delta

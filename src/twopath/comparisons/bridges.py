@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from twopath.attribution.base import gradient_rows
 from twopath.runtime.hooks import at, first_tensor, hooked
 from twopath.types import Attribution, Component, Example
 
@@ -140,7 +141,7 @@ def components_input_attribution(adapter: Any, example: Example, components: Seq
     sizes_fn, alphas_fn = approximation_parameters("gausslegendre")
     sizes, alphas = sizes_fn(n_steps), alphas_fn(n_steps)
     total = torch.zeros(len(components), *emb.shape[1:], dtype=emb.dtype, device=emb.device)
-    step = max(1, min(n_steps, adapter.rows_per_pass(inputs) // 4))  # a backward pass keeps the graph
+    step = min(n_steps, gradient_rows(adapter, inputs))  # a backward pass keeps every layer's activations
     for lo in range(0, n_steps, step):
         alpha = torch.tensor(alphas[lo : lo + step], dtype=emb.dtype, device=emb.device).view(-1, 1, 1)
         weight = torch.tensor(sizes[lo : lo + step], dtype=emb.dtype, device=emb.device).view(-1, 1, 1)
