@@ -161,6 +161,6 @@ def test_methods_lists_what_each_method_needs():
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
     assert "(needs a contrast input, linear residual)" in lines["direct_effect"]
     assert "approximate on encoders" in lines["direct_logit_attribution"]  # exact on linear residual decoders
-    assert "needs" not in lines["direct_logit_attribution"]
+    assert "(needs residual parts)" in lines["direct_logit_attribution"]  # not Gemma 2
     assert "(needs a contrast input)" in lines["activation_patching"]
     assert "needs" not in lines["logit_lens"] and "needs" not in lines["shap"]

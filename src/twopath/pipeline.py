@@ -130,7 +130,9 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     stability_report = None
     if "lime" in attribution_methods and stability_seeds:
         clock(f"input path: LIME stability over {len(stability_seeds)} seeds")
-        stability_report = stability(adapter, example, target, "lime", seeds=stability_seeds,
+        # the run's own seed first: the bootstrap refits the main LIME run's samples (no new rows)
+        seeds = tuple(dict.fromkeys((seed, *stability_seeds)))
+        stability_report = stability(adapter, example, target, "lime", seeds=seeds,
                                      output=output, **settings.get("lime", {}))
 
     circuit = None

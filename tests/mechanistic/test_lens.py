@@ -112,7 +112,8 @@ def test_verdicts_compare_direct_and_total_effects():
                                                 ("bert", "direct_effect")])
 def test_families_without_a_linear_residual_stream_are_refused_in_one_line(family, method):
     adapter = _adapter(family)
-    with pytest.raises(TwopathError, match=rf"^{method} needs a model with linear residual") as err:
+    needs = "residual parts" if method == "direct_logit_attribution" else "linear residual"
+    with pytest.raises(TwopathError, match=rf"^{method} needs a model with {needs}") as err:
         _run(method, adapter, corrupted=CONTRAST)
     assert "\n" not in str(err.value)
     lens = _run("logit_lens", adapter)  # the lens only reads: it works on every family

@@ -274,7 +274,11 @@ def check_faithfulness(ax: Any, result: ExampleResult, given: bool) -> None:
         return
     assert len(ax.figure.axes) == 2
     for panel, path in zip(ax.figure.axes, ("input", "internal"), strict=True):
-        assert len(panel.lines) == sum(r["path"] == path for r in rows)
+        drawn = [r for r in rows if r["path"] == path]
+        assert len(panel.lines) == len(drawn)
+        for line, row in zip(panel.lines, drawn, strict=True):  # each point at its k (a grid on long inputs)
+            expected = row.get("curve_k") or list(range(len(row["deletion_curve"])))
+            assert list(line.get_xdata()) == list(expected)
 
 
 def check_bridges(ax: Any, result: ExampleResult, given: bool) -> None:
@@ -435,3 +439,14 @@ def test_attribution_bars_label_repeated_words():
     ax = figures.AttributionBarsDisplay.from_result(result).plot()
     assert all(len(bars) == 5 for bars in ax.containers)
     assert [t.get_text() for t in ax.get_xticklabels()] == list(units)
+
+
+def test_faithfulness_curves_on_a_grid_of_k_plot_at_their_k():
+    from twopath.reports.figures import FaithfulnessDisplay
+
+    rows = [{"path": "input", "method": "shap", "deletion_curve": [0.9, 0.7, 0.4, 0.1], "curve_k": [0, 1, 10, 48]},
+            {"path": "internal", "method": "head_ablation", "deletion_curve": [0.9, 0.5, 0.3]}]
+    ax = FaithfulnessDisplay(rows).plot()
+    first, second = ax.figure.axes
+    assert list(first.lines[0].get_xdata()) == [0, 1, 10, 48]
+    assert list(second.lines[0].get_xdata()) == [0, 1, 2]

@@ -164,12 +164,10 @@ class DirectLogitAttribution(InterventionMethod):
     """Each head's and MLP's direct share of the logit difference (norm scales frozen; exact on pre-norm decoders, approximate on encoders)."""
 
     what_it_tells_you = "how much each head and MLP writes the decision directly into the output"
+    requires = frozenset({"residual_parts"})  # not Gemma 2 (soft-capped, post-norm blocks)
 
     def _effects(self, adapter: Any, example: Example, target: int, corrupted: Example | None) -> dict[str, Any]:
-        if "linear_residual" not in adapter.capabilities():
-            if getattr(adapter.family, "decoder", True):  # Gemma 2 and the like: no encoder linearisation either
-                raise TwopathError(f"direct_logit_attribution needs a model with linear residual; {adapter.architecture} "
-                                   f"({getattr(adapter.family, 'name', adapter.family)}) has none")
+        if "linear_residual" not in adapter.capabilities():  # an encoder: through its linearised head
             return encoder_dla(adapter, Trace.of(adapter, example), target)
         trace = Trace.of(adapter, example)
         components, parts, embeddings, final = residual_parts(adapter, trace)

@@ -335,7 +335,8 @@ class FaithfulnessDisplay:
         for panel, path in zip(axes, ("input", "internal"), strict=True):
             for row in (r for r in self.rows if r["path"] == path):
                 random = row["method"] == "random order"
-                panel.plot(range(len(row["deletion_curve"])), row["deletion_curve"], label=row["method"],
+                ks = row.get("curve_k") or range(len(row["deletion_curve"]))  # long inputs: a grid of k
+                panel.plot(list(ks), row["deletion_curve"], label=row["method"],
                            color="black" if random else palette[row["method"]], linestyle="--" if random else "-",
                            marker="" if random else "o", markersize=3)
             panel.set_xlabel("units removed" if path == "input" else "components mean-ablated")

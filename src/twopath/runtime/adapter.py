@@ -163,7 +163,9 @@ class ModelAdapter(ABC):
     def capabilities(self) -> frozenset[str]:
         """What the model offers methods that need more than the contract: ``positions``
         (token sequences), ``attention`` (attention weights), ``linear_residual`` (a pre-norm
-        residual stream read out linearly once the final norm's scale is frozen: DLA)."""
+        residual stream read out linearly once the final norm's scale is frozen: direct
+        effects), ``residual_parts`` (the readout splits into one part per head and MLP: exactly
+        with a linear residual, to first order through an encoder's linearised head: DLA)."""
         return frozenset()
 
     # --- examples and inputs ----------------------------------------------------------------

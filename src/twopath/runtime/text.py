@@ -204,6 +204,8 @@ class HFTextClassifier(ModelAdapter):
         softcap = getattr(self.model.config, "final_logit_softcapping", None) and isinstance(self, PromptedLM)
         if self.family.decoder and self.family.linear_residual and not softcap:
             found.add("linear_residual")
+        if "linear_residual" in found or not self.family.decoder:  # encoders: through the linearised head
+            found.add("residual_parts")
         return frozenset(found)
 
     def tokens(self, example: Example) -> list[str] | None:
