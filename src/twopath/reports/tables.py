@@ -231,8 +231,9 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
          "unrelated held-out inputs. Specificity = |related change| / |unrelated change|.", _edit(result)),
         ("aspects", "Aspect table with measured evidence", "The seed's eight aspects, with what this run measured.",
          result.tables.get("aspects")),
-        ("costs", "Cost", "Model evaluations and cost in F1 (one batch-size-1 forward pass measured in this run).",
-         result.tables.get("costs")),
+        ("costs", "Cost", "Model evaluations and cost in F1 (one batch-size-1 forward pass measured in this run). "
+         "The overhead row is what the methods' steps took beyond the methods' own seconds (imports, warm-up, checks).",
+         _costs(result)),
         ("timings", "Where the time went", "Wall time of every step of this run, in order; the steps tile the run. "
          "Wall-clock figures vary between runs and are kept out of report.json.", _timings(result)),
     ]
@@ -244,6 +245,17 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
         if name == "circuit":
             tables.update(_mechanisms(result))
     return tables
+
+
+def _costs(result: ExampleResult) -> pd.DataFrame | None:
+    rows = result.tables.get("costs")
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    for column in ("n_evals", "n_model_rows"):  # counts stay integers; the overhead row has none
+        if column in frame:
+            frame[column] = [("" if v is None or v != v else int(v)) for v in frame[column]]
+    return frame
 
 
 def _timings(result: ExampleResult) -> pd.DataFrame | None:
