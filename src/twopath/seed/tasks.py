@@ -25,14 +25,11 @@ TASKS = ("sentiment", "loan", "hmda", "sentiment-gpt2", "agreement")
 
 
 def _versions() -> dict[str, str]:
-    """The versions that decide the numbers, read from the installed distributions (importing the
-    libraries to ask them costs seconds when a run has not needed them)."""
-    from importlib.metadata import version
+    """The versions that decide the numbers."""
+    from twopath.seed.zoo import installed_versions
 
-    names = {"torch": "torch", "transformers": "transformers", "shap": "shap", "captum": "captum",
-             "lime": "lime", "scikit-learn": "scikit-learn"}
     return {"python": platform.python_version(), "twopath": __version__,
-            **{key: version(dist) for key, dist in names.items()}}
+            **installed_versions("torch", "transformers", "shap", "captum", "lime", "scikit-learn")}
 
 
 def reproducibility(seed: int, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -37,12 +37,16 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _versions() -> dict[str, str]:
-    import sklearn
-    import torch
-    import transformers
+def installed_versions(*distributions: str) -> dict[str, str]:
+    """The installed versions of ``distributions``, read from their metadata (importing the
+    libraries to ask them costs seconds when a run has not needed them)."""
+    from importlib.metadata import version
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "scikit-learn": sklearn.__version__}
+    return {name: version(name) for name in distributions}
+
+
+def _versions() -> dict[str, str]:
+    return installed_versions("torch", "transformers", "scikit-learn")
 
 
 def _key(*parts: Any) -> str:
