@@ -54,9 +54,9 @@ def sentiment_model(work: Path) -> tuple[str, str]:
     """(model folder, description): the cached fine-tuned MiniLM, else the base with a new head."""
     from twopath.seed import zoo
 
-    cached = sorted(p for p in zoo.cache_dir().glob("sentiment-minilm-*") if (p / "manifest.json").is_file())
-    if cached:
-        return str(cached[0]), "MiniLM-L6 fine-tuned (cached)"
+    cached = zoo.cached("sentiment-minilm", zoo.sentiment_model_key(0))
+    if cached is not None:
+        return str(cached), "MiniLM-L6 fine-tuned (cached)"
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

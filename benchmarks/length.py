@@ -60,21 +60,15 @@ def review_text(n_words: int | None = None, n_tokens: int | None = None, tokeniz
 
 def cached_minilm() -> Path | None:
     """The reference MiniLM's folder if the cache holds it (never trains)."""
-    from twopath.datasets import sentiment
     from twopath.seed import zoo
 
-    path = zoo.cache_dir() / f"sentiment-minilm-{zoo._key('minilm', 0, sentiment.corpus_hash())}"
-    return path if (path / zoo.MANIFEST).is_file() else None
+    return zoo.cached("sentiment-minilm", zoo.sentiment_model_key(0))
 
 
 def cached_decoder() -> Path | None:
-    from twopath.datasets import sentiment
     from twopath.seed import decoder, zoo
 
-    recipe = {"vocab_size": decoder.VOCAB_SIZE, "min_frequency": decoder.MIN_FREQUENCY, **decoder.ARCHITECTURE,
-              **decoder.TRAINING}
-    path = zoo.cache_dir() / f"{decoder.NAME}-{zoo._key('gpt2-scratch', 0, sentiment.corpus_hash(), recipe)}"
-    return path if (path / zoo.MANIFEST).is_file() else None
+    return zoo.cached(decoder.NAME, decoder.decoder_key(0))
 
 
 def stand_in_minilm(directory: Path) -> Path:

@@ -115,14 +115,22 @@ def build_model(tokenizer: Any, labels: tuple[str, ...], seed: int) -> Any:
     return GPT2ForSequenceClassification(config)
 
 
+def decoder_key(seed: int = 0) -> str:
+    """The reference decoder's cache key: its seed, the corpus and the whole recipe."""
+    from twopath.datasets import sentiment
+    from twopath.seed import zoo
+
+    recipe = {"vocab_size": VOCAB_SIZE, "min_frequency": MIN_FREQUENCY, **ARCHITECTURE, **TRAINING}
+    return zoo._key("gpt2-scratch", seed, sentiment.corpus_hash(), recipe)
+
+
 def sentiment_decoder_model(seed: int = 0, say: Progress = print,
                             progress: Callable[[int, int], None] | None = None) -> Path:
     """The reference decoder: a GPT-2 classifier trained from scratch on the corpus (cached)."""
     from twopath.datasets import sentiment
     from twopath.seed import zoo
 
-    recipe = {"vocab_size": VOCAB_SIZE, "min_frequency": MIN_FREQUENCY, **ARCHITECTURE, **TRAINING}
-    key = zoo._key("gpt2-scratch", seed, sentiment.corpus_hash(), recipe)
+    key = decoder_key(seed)
 
     def build(work: Path) -> dict[str, Any]:
         zoo._quiet_transformers()

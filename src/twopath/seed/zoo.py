@@ -186,11 +186,23 @@ MINILM_RECIPE: dict[str, Any] = {
 }
 
 
+def cached(name: str, key: str) -> Path | None:
+    """The cached folder for (name, key) if it is complete (never builds)."""
+    path = cache_dir() / f"{name}-{key}"
+    return path if (path / MANIFEST).is_file() else None
+
+
+def sentiment_model_key(seed: int = 0) -> str:
+    from twopath.datasets import sentiment
+
+    return _key("minilm", seed, sentiment.corpus_hash(), MINILM_RECIPE)
+
+
 def sentiment_model(seed: int = 0, say: Progress = print, progress: Callable[[int, int], None] | None = None) -> Path:
     """The default sentiment model: MiniLM-L6 fine-tuned one epoch (cached)."""
     from twopath.datasets import sentiment
 
-    key = _key("minilm", seed, sentiment.corpus_hash(), MINILM_RECIPE)
+    key = sentiment_model_key(seed)
 
     def build(work: Path) -> dict[str, Any]:
         import torch
