@@ -93,7 +93,7 @@ def stand_in_minilm(directory: Path) -> Path:
 def run_explain(model: Path, text: str, out: Path) -> dict[str, Any]:
     """One ``twopath explain`` process: wall seconds, its peak RSS and the report's cost table."""
     command = [sys.executable, "-m", "twopath.cli", "explain", "--model", str(model), "--text", text,
-               "--out", str(out), "--format", "json", "-q"]
+               "--out", str(out), "--format", "json,md", "-q"]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -104,11 +104,34 @@ def run_explain(model: Path, text: str, out: Path) -> dict[str, Any]:
         return {"wall": wall, "rss_gb": usage.ru_maxrss / 2**20, "error": error.strip().splitlines()[-1:] or ["?"]}
     doc = json.loads((out / "report.json").read_text())
     example = doc["examples"][0]
-    costs = example["tables"]["costs"]
-    phases = {path: sum(r["seconds"] for r in costs if r["path"] == path) for path in ("input", "internal")}
+    steps = step_seconds((out / "report.md").read_text())  # wall-clock figures are kept out of report.json
+    phases = {path: sum(v for k, v in steps.items() if k.startswith(f"{path} path")) for path in ("input", "internal")}
     budgets = {a["method"]: a["meta"]["budget"] for a in example["attributions"] if "budget" in a["meta"]}
     return {"wall": wall, "rss_gb": usage.ru_maxrss / 2**20, "phases": phases, "budgets": budgets,
-            "n_words": len(example["attributions"][0]["units"]), "f1": next(r["seconds"] for r in costs if r["path"] == "reference")}
+            "n_words": len(example["attributions"][0]["units"]), "f1": f1_seconds((out / "report.md").read_text())}
+
+
+def f1_seconds(markdown: str) -> float:
+    """F1 from the report's cost table (its ``reference`` row; milliseconds to 3 decimals of a second)."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == "reference" and len(cells) >= 5:
+            return float(cells[4])
+    return float("nan")
+
+
+def step_seconds(markdown: str) -> dict[str, float]:
+    """The report's "Where the time went" table: step -> wall seconds."""
+    section = markdown.split("### Where the time went", 1)[1].split("\n#", 1)[0]
+    steps = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("step", "---"):
+            try:
+                steps[cells[0]] = float(cells[1])
+            except ValueError:
+                continue
+    return steps
 
 
 def _goal(value: float, goal: float | None, unit: str) -> str:
