@@ -321,7 +321,8 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     if quiet:
         yield lambda done, total, what="": checkpoint()
         return
-    if not _stderr_console().is_terminal:
+    console = _stderr_console()
+    if not console.is_terminal:
         yield _LogProgress()
         return
     from rich.progress import (
@@ -334,7 +335,7 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     )
 
     bar = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("eta"), TimeRemainingColumn(), transient=True, console=_stderr_console())
+                   TextColumn("eta"), TimeRemainingColumn(), transient=True, console=console)
     task = bar.add_task("examples", total=None)
 
     def update(done: int, total: int, what: str = "examples") -> None:
