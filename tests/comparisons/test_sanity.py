@@ -213,3 +213,58 @@ def test_bad_inputs_raise(loan_adapter):
 
     with pytest.raises(TwopathError):
         randomization_check(loan_adapter, shrinking, n_steps=1)
+
+
+# --- the bounded protocol of long inputs ---------------------------------------------------------
+
+
+def test_coarse_steps_keep_the_top_the_next_and_all():
+    from twopath.comparisons.sanity import coarse_steps
+
+    assert coarse_steps(3) == [1, 2, 3]
+    assert coarse_steps(7) == [1, 2, 4, 7]
+    assert coarse_steps(13)[:2] == [1, 2] and coarse_steps(13)[-1] == 13 and len(coarse_steps(13)) == 4
+
+
+def test_a_coarse_cascade_equals_the_full_one_at_its_steps(loan_adapter):
+    full_explain = Recorder("gradient_x_input", LOAN_EXAMPLE, "approved")
+    coarse_explain = Recorder("gradient_x_input", LOAN_EXAMPLE, "approved")
+    full = randomization_check(loan_adapter, full_explain, seed=3)
+    n = int(full["step"].max())
+    coarse = randomization_check(loan_adapter, coarse_explain, seed=3, at_steps=[1])
+    assert len(coarse_explain.calls) == 3  # the original, step 1 and the last step (always explained)
+    assert sorted(coarse["step"].unique()) == [0, 1, n]
+    kept = full[full["step"].isin([0, 1, n])].reset_index(drop=True)
+    columns = ["step", "spearman_abs", "spearman_signed", "verdict"]
+    assert kept[columns].equals(coarse.reset_index(drop=True)[columns])  # same draws, in the same order
+    with pytest.raises(TwopathError, match="at_steps"):
+        randomization_check(loan_adapter, coarse_explain, at_steps=[n + 1])
+
+
+def test_the_sanity_plan_bounds_long_inputs():
+    from twopath.pipeline import SANITY_SETTINGS, sanity_plan
+
+    methods = ["shap", "lime", "integrated_gradients", "occlusion"]
+    short = sanity_plan(8, 7, methods)
+    assert short["repeats"] == 2 and short["steps"] is None and short["settings"] is SANITY_SETTINGS
+    medium = sanity_plan(12, 7, methods)
+    assert medium["repeats"] == 1 and medium["steps"] == [1, 2, 4, 7] and medium["methods"] == methods
+    long = sanity_plan(48, 7, methods)
+    assert long["methods"] == ["integrated_gradients", "occlusion"]
+    assert set(long["skipped"]) == {"shap", "lime"} and all("48 units" in r for r in long["skipped"].values())
+
+
+def test_a_light_budget_that_disagrees_with_the_full_run_is_inconclusive(tiny_sentiment):
+    from twopath.pipeline import randomization_sanity
+    from twopath.types import Attribution
+
+    example = Example("s", SENTENCE, "positive")
+    real = ATTRIBUTION_METHODS.create("occlusion").attribute(tiny_sentiment, example, target="positive")
+    agreeing = randomization_sanity(tiny_sentiment, example, "positive", ["occlusion"], 0, [real])
+    assert agreeing["rows"][0]["budget_spearman_abs"] == pytest.approx(1.0)
+    assert agreeing["rows"][0]["verdict"] in ("passes", "fails")
+    # a "full run" whose magnitudes are the reverse of the light run's: its budget cannot be trusted
+    order = np.argsort(np.argsort(-np.abs(real.scores)))
+    reversed_scores = Attribution(real.example_id, real.method, real.target, real.units, (order + 1.0), real.base_value, {})
+    doubted = randomization_sanity(tiny_sentiment, example, "positive", ["occlusion"], 0, [reversed_scores])
+    assert doubted["rows"][0]["budget_spearman_abs"] < 0 and doubted["rows"][0]["verdict"] == "inconclusive"

@@ -35,6 +35,25 @@ def _first(rows: Any, **match: Any) -> dict[str, Any] | None:
     return None
 
 
+def _sanity_evidence(rows: list[dict[str, Any]]) -> str:
+    """One sentence from the sanity check's verdicts (passes / fails / inconclusive / not checked)."""
+    by = {kind: [r["method"] for r in rows if (r["verdict"] if r["verdict"] in ("passes", "fails", "inconclusive")
+                                                else "not checked") == kind]
+          for kind in ("fails", "inconclusive", "not checked")}
+    parts = []
+    if by["fails"]:
+        parts.append(f"{', '.join(by['fails'])} barely change when the weights are randomized (fail)")
+    if by["inconclusive"]:
+        parts.append(f"{', '.join(by['inconclusive'])} inconclusive")
+    if by["not checked"]:
+        parts.append(f"{', '.join(by['not checked'])} not checked (long input)")
+    if not parts:
+        return "every input method changes when the weights are randomized"
+    if not by["fails"]:
+        parts.insert(0, "every checked method changes when the weights are randomized")
+    return "; ".join(parts)
+
+
 def aspect_table(tables: Mapping[str, Any], n_units: int, n_components: int, top_unit: str, top_component: str) -> pd.DataFrame:
     """Rows of (aspect, input path, internal path, measured evidence) from one example's tables."""
     evidence = {name: NO_MEASUREMENT for name, _, _ in ASPECTS}
@@ -42,9 +61,7 @@ def aspect_table(tables: Mapping[str, Any], n_units: int, n_components: int, top
     evidence["granularity"] = f"{n_units} input units vs {n_components} components examined"
     sanity = tables.get("sanity") or {}
     if sanity.get("rows"):
-        failing = [r["method"] for r in sanity["rows"] if r["verdict"] != "passes"]
-        evidence["level of explanation"] = ("model-randomization check: " + (f"{', '.join(failing)} barely change when the weights are "
-                                            "randomized (fail)" if failing else "every input method changes when the weights are randomized"))
+        evidence["level of explanation"] = "model-randomization check: " + _sanity_evidence(sanity["rows"])
     costs = tables.get("costs") or []
     by_path: dict[str, float] = {}
     for row in costs:

@@ -158,7 +158,7 @@ def verdict(final_spearman_abs: float, threshold: float = 0.5) -> str:
 
 def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = None, seed: int = 0,
                         threshold: float = 0.5, k: int = 3, embeddings: bool = False,
-                        repeats: int = 1) -> pd.DataFrame:
+                        repeats: int = 1, at_steps: Sequence[int] | None = None) -> pd.DataFrame:
     """Cascading model randomization: one row per method, repeat and step, with verdicts.
 
     ``explain(adapter)`` returns method name -> scores; it is called once on ``adapter`` and then,
@@ -180,6 +180,7 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
         raise TwopathError(f"repeats must be at least 1, got {repeats}")
     blocks = layer_blocks(adapter, embeddings)
     n = _n_steps(n_steps, len(blocks))
+    explained = _explained_steps(at_steps, n)
     original = _as_scores(explain(adapter))
     rows: list[dict[str, Any]] = []
     for repeat in range(repeats):
@@ -190,8 +191,10 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
         labels: list[str] = []
         for step, (label, prefixes) in enumerate(blocks[:n], start=1):
             randomize_block(clone.model, prefixes, generator)
-            clear_caches(clone)  # the previous step's memoized outputs belong to another model
             labels.append(label)
+            if step not in explained:
+                continue
+            clear_caches(clone)  # the previous step's memoized outputs belong to another model
             scores = _as_scores(explain(clone), original)
             rows += [{**base, **_compare(m, step, "+".join(labels), original[m], scores[m], k)} for m in original]
     frame = pd.DataFrame(rows)
@@ -202,6 +205,24 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
     frame.attrs.update({"threshold": threshold, "seed": seed, "repeats": repeats, "n_steps": n,
                         "layers": [b[0] for b in blocks]})
     return frame
+
+
+def _explained_steps(at_steps: Sequence[int] | None, n: int) -> set[int]:
+    if at_steps is None:
+        return set(range(1, n + 1))
+    steps = {int(x) for x in at_steps}
+    if not steps or min(steps) < 1 or max(steps) > n:
+        raise TwopathError(f"at_steps must be cascade steps between 1 and {n}, got {sorted(steps)}")
+    return steps | {n}
+
+
+def coarse_steps(n_blocks: int, n_points: int = 4) -> list[int]:
+    """About ``n_points`` cascade steps spread from the top block to all blocks (always the first,
+    the second and the last): the curve of a long input's check."""
+    if n_blocks <= n_points:
+        return list(range(1, n_blocks + 1))
+    spread = np.rint(np.linspace(2, n_blocks, n_points - 1)).astype(int).tolist()
+    return sorted({1, *spread})
 
 
 def verdicts(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
