@@ -384,6 +384,7 @@ def reproduce(
     seed: Annotated[int, typer.Option(help="seed for sampling methods and backgrounds (0 to 2**32 - 1)")] = 0,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: html,md,json,csv")] = "html,md,json",
     dataset_size: Annotated[int | None, typer.Option(help="held-out examples for the dataset section (default 200 sentences / 500 applicants; 0 = skip)")] = None,
+    edit: Annotated[bool | None, typer.Option("--edit/--no-edit", help="add the localized-edit section (every localization fine-tuned at one budget; default: on for loan and hmda, off for the sentiment tasks, which take minutes)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress messages")] = False,
 ) -> None:
     """Reproduce a seed example (the sentiment sentence, the loan applicant) end to end."""
@@ -400,6 +401,8 @@ def reproduce(
         fmt = v.check_formats(formats, v.REPORT_FORMATS)
         if dataset_size is not None:
             v.check_count(dataset_size, "--dataset-size", 0, 1_000_000)
+        if edit and "agreement" in chosen:
+            raise_error("--edit: the agreement task has no edit section (tasks with one: sentiment, loan, hmda, sentiment-gpt2)")
         for name in chosen:
             v.check_out(out / name)
         say = _say(quiet)
@@ -409,7 +412,7 @@ def reproduce(
 
         for name in chosen:
             with _progress(quiet) as progress:
-                report = run_task(name, seed=seed, say=say, dataset_size=dataset_size, progress=progress)
+                report = run_task(name, seed=seed, say=say, dataset_size=dataset_size, progress=progress, edit=edit)
             say(f"{name}: writing the report")
             paths = write_report(report, out / name, fmt)
             _end_steps()

@@ -309,3 +309,5 @@ class Report:
     examples: list[ExampleResult]
     reproducibility: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] | None = None
+    #: the localized-edit section (:mod:`twopath.editing.section`), when the task ran it
+    edit: dict[str, Any] | None = None

@@ -37,6 +37,8 @@ from twopath.editing.finetune import (
     counterfactual_gap,
     logits_of,
     relearn,
+    reuse_encodings,
+    reused,
     with_values,
 )
 from twopath.editing.mask import (
@@ -82,14 +84,15 @@ def agreement(adapter: Any, groups: Sequence[Sequence[Any]], reference: np.ndarr
     on the group-mean probabilities)."""
     if not groups:
         return float("nan")
-    decisions = logits_of(adapter, [g[0] for g in groups]).argmax(-1).cpu().numpy()
+    firsts = reused(adapter, ("firsts", groups), lambda: [g[0] for g in groups])
+    decisions = logits_of(adapter, firsts).argmax(-1).cpu().numpy()
     return float((decisions == reference).mean())
 
 
 def group_mean_decisions(adapter: Any, groups: Sequence[Sequence[Any]]) -> np.ndarray:
     if not groups:
         return np.zeros(0, dtype=int)
-    raws = [m for g in groups for m in g]
+    raws = reused(adapter, ("members", groups), lambda: [m for g in groups for m in g])
     probs = torch.softmax(logits_of(adapter, raws), -1).double().cpu().numpy()
     sizes = np.cumsum([0] + [len(g) for g in groups])
     return np.asarray([probs[sizes[i] : sizes[i + 1]].mean(0).argmax() for i in range(len(groups))])
@@ -270,6 +273,15 @@ def compare_localizations(adapter: Any, task: EditTask, *, kind: str | None = No
     editor = editor or LocalizedFineTuning()
     relearning = relearning or Relearning()
     budget = check_budget(adapter, budget if budget is not None else default_budget(adapter, kind, k))
+    with reuse_encodings():
+        rows = _edit_rows(adapter, task, kind, budget, localizations, n_random, editor, relearning, extra)
+    settings = {"editor": editor.settings(), "relearning": vars(relearning), "k": k, "n_random": n_random}
+    return EditComparison(task.name, kind, budget, rows, settings)
+
+
+def _edit_rows(adapter: Any, task: EditTask, kind: str, budget: int, localizations: Sequence[str], n_random: int,
+               editor: LocalizedFineTuning, relearning: Relearning,
+               extra: dict[str, Sequence[Component]] | None) -> list[EditRow]:
     reference = group_mean_decisions(adapter, task.agreement_groups)
     start = time.perf_counter()
     rows = [EditRow("original", None, None, measure(adapter, task, reference, relearning),
@@ -287,5 +299,4 @@ def compare_localizations(adapter: Any, task: EditTask, *, kind: str | None = No
                 metrics = measure(adapter, task, reference, relearning)
             rows.append(EditRow(name, seed, result, metrics, time.perf_counter() - start, ranking is not None,
                                 timings.get(name, 0.0) / len(runs)))
-    settings = {"editor": editor.settings(), "relearning": vars(relearning), "k": k, "n_random": n_random}
-    return EditComparison(task.name, kind, budget, rows, settings)
+    return rows

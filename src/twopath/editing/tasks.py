@@ -12,8 +12,8 @@ gap**, and the share of groups whose decision differs between members is the **f
 :func:`feature_task` builds the groups for a tabular feature (two values, e.g. ``white`` 1 vs 0,
 ``credit_score`` 720 vs 600) and :func:`word_task` for a word of a text model (present vs
 deleted). Each also builds the *robustness* groups (inputs of another form: applicants with
-extreme values of the other features; the word in other casing, paraphrases and new contexts)
-and the *relearning* split (half of the training inputs with their original labels to fine-tune
+extreme values of the other features; the word in other casing, paraphrases, new contexts and
+its inflections found in the data — :func:`inflections`) and the *relearning* split (half of the training inputs with their original labels to fine-tune
 on, the other half's groups to measure how much of the gap returns).
 """
 
@@ -210,6 +210,9 @@ def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[i
     para = [p for t in held_sents for p in paraphrases(t) if has_word(p, word)]
     contexts = [c.format(w=word.lower(), W=word.capitalize()) for c in WORD_CONTEXTS]
     held_all = rng.permutation(len(heldout_texts))[:n_heldout]
+    forms = inflections(word, vocabulary([*train_texts, *heldout_texts]))
+    shuffled = [heldout_texts[i] for i in rng.permutation(len(heldout_texts))]
+    inflected = _inflection_groups(shuffled, word, forms, n_heldout)
     pairs = [(t, c) for t in train_sents for c in [_contrast(adapter, t, word)] if c is not None][:n_pairs]
     return EditTask(
         name=f"forget the word {word!r}",
@@ -224,13 +227,78 @@ def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[i
             "other casing": [[recase(t, word, s), delete_word(t, word)] for t in held_sents for s in ("upper", "title")],
             "paraphrases": _word_groups(para, word),
             "new contexts": _word_groups(contexts, word),
+            # no inflection in the held-out sentences: an empty probe, its gap reported as absent
+            "inflections": inflected,
         },
         relearn_inputs=train_sents[:half],
         relearn_labels=labels[[train_pick[i] for i in range(half)]],
         relearn_groups=_word_groups(train_sents[half:], word),
         pairs=pairs,
-        meta={"word": word, "n_train": len(train_sents), "n_heldout": len(held_sents), "n_maintain": len(maintain)},
+        meta={"word": word, "n_train": len(train_sents), "n_heldout": len(held_sents), "n_maintain": len(maintain),
+              "inflections": forms, "n_inflection_sentences": len(inflected)},
     )
+
+
+#: the standard English suffixes :func:`inflections` tries
+SUFFIXES = ("s", "es", "ed", "ing", "ly", "er", "est", "ness")
+_VOWELS = set("aeiou")
+
+
+def _stems(word: str) -> set[str]:
+    """The word and the stems it may be an inflection of (a suffix removed, with the e-drop,
+    consonant doubling and y-to-i undone): ``loved`` -> love, ``funnier`` -> funny."""
+    stems = {word}
+    for suffix in SUFFIXES:
+        base = word[: -len(suffix)]
+        if not word.endswith(suffix) or len(base) < 3:
+            continue
+        stems |= {base, base + "e"}
+        if len(base) >= 4 and base[-1] == base[-2] and base[-1] not in _VOWELS:
+            stems.add(base[:-1])  # stopped -> stop
+        if base.endswith("i"):
+            stems.add(base[:-1] + "y")  # funnier -> funny
+    return stems
+
+
+def _forms(stem: str) -> set[str]:
+    """The stem with each suffix, spelled the standard ways."""
+    forms = {stem + s for s in SUFFIXES}
+    if stem.endswith("e"):
+        forms |= {stem[:-1] + s for s in ("ed", "ing", "er", "est")} | {stem + "d"}
+    if stem.endswith("y") and len(stem) > 2 and stem[-2] not in _VOWELS:
+        forms |= {stem[:-1] + s for s in ("ies", "ied", "ier", "iest", "ily", "iness")}
+    if len(stem) >= 3 and stem[-1] not in _VOWELS | {"w", "x", "y"} and stem[-2] in _VOWELS and stem[-3] not in _VOWELS:
+        forms |= {stem + stem[-1] + s for s in ("ed", "ing", "er", "est")}  # stop -> stopped
+    return forms
+
+
+def vocabulary(texts: Sequence[str]) -> set[str]:
+    """The lower-cased words of ``texts``."""
+    return {w.lower() for t in texts for w in re.findall(r"[A-Za-z][A-Za-z'-]*", str(t))}
+
+
+def inflections(word: str, vocab: set[str]) -> list[str]:
+    """Words of ``vocab`` that share ``word``'s stem with a standard English suffix (-s, -es, -ed,
+    -ing, -ly, -er, -est, -ness, with e-drop, consonant doubling and y-to-i), the word itself left
+    out, sorted. Built from the data: a form the data does not have is not returned."""
+    word = word.lower()
+    stems = _stems(word)
+    candidates = stems | {f for stem in stems for f in _forms(stem)}
+    return sorted(w for w in candidates & vocab if w != word)
+
+
+def _inflection_groups(texts: Sequence[str], word: str, forms: Sequence[str], limit: int) -> list[Group]:
+    """Sentences with one of ``forms`` (and not ``word`` itself), with and without it."""
+    groups = []
+    for text in texts:
+        if has_word(text, word):
+            continue
+        form = next((f for f in forms if has_word(text, f)), None)
+        if form is not None:
+            groups.append([text, delete_word(text, form)])
+        if len(groups) == limit:
+            break
+    return groups
 
 
 #: neutral words tried, in order, in place of the forgotten word for a same-length contrast

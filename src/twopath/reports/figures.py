@@ -506,6 +506,14 @@ class EditDisplay:
         """From a :class:`twopath.editing.EditComparison`."""
         return cls(comparison.summary(), comparison.task, comparison.budget)
 
+    @classmethod
+    def from_section(cls, edit: dict[str, Any]) -> EditDisplay:
+        """From a report's edit section (``Report.edit``: :mod:`twopath.editing.section`)."""
+        summary = pd.DataFrame(edit["summary"]).astype({"forget_gap": float, "heldout_accuracy": float})
+        if "relearned_gap" in summary:
+            summary["relearned_gap"] = summary["relearned_gap"].astype(float)
+        return cls(summary, edit["task"], int(edit["budget"]))
+
     def plot(self, ax: Any = None) -> Any:
         ax = _axes(ax, (6.4, 4.4))
         frame = self.summary
@@ -526,3 +534,11 @@ class EditDisplay:
         ax.set_title(f"{self.task}: localized edits at {self.budget} parameters", fontsize=9)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
         return ax
+
+
+def edit_figure(edit: dict[str, Any] | None) -> str | None:
+    """The edit section's forget-vs-maintain figure as base64 PNG (``None`` without a section)."""
+    if not edit or not edit.get("summary"):
+        return None
+    _plt()
+    return to_png_base64(EditDisplay.from_section(edit).plot().figure)

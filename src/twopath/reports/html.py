@@ -14,7 +14,7 @@ import pandas as pd
 
 from twopath import __version__
 from twopath.reports.escape import md_text
-from twopath.reports.tables import dataset_tables, example_tables
+from twopath.reports.tables import dataset_tables, edit_tables, example_tables
 from twopath.types import ExampleResult, Report
 
 #: Which figures go with which table (figure name -> shown above the table of that name).
@@ -107,7 +107,19 @@ def html_report(report: Report) -> str:
     dataset = [{"name": name, "title": title, "about": about, "table": _html_table(frame)}
                for name, (title, about, frame) in dataset_tables(report.dataset).items()]
     return template.render(report=report, examples=[example_context(e) for e in report.examples], dataset=dataset,
-                           version=__version__)
+                           edit=_edit_context(report), version=__version__)
+
+
+def _edit_context(report: Report) -> dict[str, Any] | None:
+    """The edit section's tables and its forget-vs-maintain figure (``None`` without a section)."""
+    from twopath.reports.figures import edit_figure
+
+    tables = edit_tables(report.edit)
+    if not tables:
+        return None
+    blocks = [{"name": name, "title": title, "about": about, "table": _html_table(frame)}
+              for name, (title, about, frame) in tables.items()]
+    return {"blocks": blocks, "figure": edit_figure(report.edit)}
 
 
 def _md_cell(v: Any) -> str:
@@ -140,7 +152,7 @@ def markdown_report(report: Report) -> str:
         out += [f"- Note: {md_text(n)}" for n in ex.notes] + [""]
         for title, about, frame in example_tables(ex).values():
             out += [f"### {md_text(title)}", "", md_text(about), "", md_table(frame), ""]
-    for title, about, frame in dataset_tables(report.dataset).values():
+    for title, about, frame in [*dataset_tables(report.dataset).values(), *edit_tables(report.edit).values()]:
         out += [f"## {md_text(title)}", "", md_text(about), "", md_table(frame), ""]
     out += ["## Reproducibility", ""] + [f"- {md_text(k)}: {md_text(v)}" for k, v in report.reproducibility.items()]
     return "\n".join(out) + "\n"

@@ -349,3 +349,70 @@ def dataset_tables(dataset: dict[str, Any] | None) -> dict[str, Table]:
                                 "share of examples where the component matters more": insight["share_component_larger"],
                             }])),
     }
+
+
+#: the edit table's columns, in order (robustness probes go before the relearning columns)
+_EDIT_COLUMNS = ("localization", "n_runs", "budget_matched", "n_parameters", "steps", "forget_gap", "forget_gap_sd",
+                 "flip_share", "heldout_accuracy", "heldout_accuracy_sd", "heldout_auc", "agreement")
+_EDIT_TAIL = ("relearn_set_gap", "relearned_gap", "relearned_gap_sd", "localize_seconds", "edit_seconds", "seconds")
+
+
+def _edit_about(edit: dict[str, Any]) -> str:
+    meta = edit.get("meta", {})
+    if "word" in meta:
+        what = (f"a sentence with the word {meta['word']!r} and without it should get the same decision"
+                + (f" (the word: {edit['word_from']})" if edit.get("word_from") else ""))
+    else:
+        what = f"{meta.get('feature')} = {' and '.join(map(str, meta.get('values', [])))} should get the same decision"
+    parts = [f"Edit: {what}. Every localization fine-tunes exactly {edit['budget']:,} parameters "
+             f"({edit['kind']}s, outside the mask bit-identical); all_parameters is the non-localized control, its "
+             "budget not matched. Random components: mean and sd over seeds. Gaps are the mean within-group spread of "
+             "the target probability (0 = forgotten); gap after relearning on the relearning set's other half."]
+    if "inflections" in meta:
+        forms = meta["inflections"]
+        parts.append(f"Inflections found in the data: {', '.join(forms) if forms else 'none'}; "
+                     f"{meta.get('n_inflection_sentences', 0)} held-out sentences with one"
+                     + ("" if meta.get("n_inflection_sentences") else " (the probe is absent, not zero)") + ".")
+    timings = edit.get("timings") or {}
+    if timings:
+        parts.append(f"The section took {timings['wall_seconds']:.1f} s wall, {timings['cpu_seconds']:.1f} s CPU.")
+    return " ".join(parts)
+
+
+def _verdict_rows(verdicts: dict[str, Any]) -> pd.DataFrame:
+    rows = [{"verdict": "criterion", "result": verdicts["criterion"]},
+            {"verdict": "forgot", "result": ", ".join(verdicts.get("forgot", [])) or "none"},
+            {"verdict": "most robust", "result": "none forgot" if verdicts.get("most_robust") is None else
+             f"{verdicts['most_robust']} {verdicts.get('most_robust_metrics', {})}"}]
+    if "keeps_accuracy" in verdicts:
+        rows.append({"verdict": "keeps held-out accuracy (within 0.05)", "result": str(verdicts["keeps_accuracy"])})
+    finding = verdicts.get("paper_finding")
+    if finding:
+        rows.append({"verdict": "paper's finding: " + finding["claim"],
+                     "result": f"{finding['verdict']} (attribution patching {finding['attribution_patching']}, "
+                               f"probe {finding['probe']}, margin {finding['margin']}: one sd over random seeds)"})
+    return pd.DataFrame(rows)
+
+
+def edit_tables(edit: dict[str, Any] | None) -> dict[str, Table]:
+    """The report-level tables of the edit section: one row per localization, and the verdicts."""
+    if not edit or not edit.get("summary"):
+        return {}
+    frame = pd.DataFrame(edit["summary"])
+    robust = [c for c in frame.columns if c.startswith("robust_gap")]
+    for column in robust:  # an empty probe (no such inputs in the data) is absent, not zero
+        frame[column] = frame[column].map(lambda v: "absent" if v is None or pd.isna(v) else v)
+    keep = [c for c in _EDIT_COLUMNS if c in frame] + robust + [c for c in _EDIT_TAIL if c in frame]
+    frame = frame[keep].copy()
+    for column in ("n_parameters", "steps"):  # counts (the random seeds' mean steps rounded)
+        if column in frame:
+            frame[column] = frame[column].round().astype(int)
+    single = frame["n_runs"] <= 1
+    for column in [c for c in frame.columns if c.endswith("_sd")]:  # one run has no spread
+        frame[column] = frame[column].astype(float).mask(single)
+    frame = frame.dropna(axis=1, how="all")
+    return {
+        "edit": ("Editing: localized fine-tuning, every localization at one budget", _edit_about(edit), frame),
+        "edit_verdicts": ("Editing: verdicts", "Measured in this run, whichever way they come out.",
+                          _verdict_rows(edit["verdicts"])),
+    }

@@ -34,7 +34,7 @@ from twopath.validation import REPORT_FORMATS
 
 FORMATS = REPORT_FORMATS
 DEFAULT_FORMATS = ("html", "md", "json")
-_VOLATILE = {"seconds", "cost_f1", "timings"}  # wall-clock fields: never in report.json
+_VOLATILE = {"seconds", "cost_f1", "timings", "localize_seconds", "edit_seconds"}  # wall-clock fields: never in report.json
 
 
 def _clean(value: Any) -> Any:
@@ -75,6 +75,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "model": report.model,
         "examples": [example_dict(e) for e in report.examples],
         "dataset": report.dataset,
+        "edit": report.edit,
         "reproducibility": report.reproducibility,
     })
 
@@ -111,14 +112,14 @@ def _guarded(frame: pd.DataFrame) -> pd.DataFrame:
 def render_csv(report: Report) -> dict[str, str]:
     """One CSV text per table: ``<example id>__<table>.csv`` (the id made file-name safe)."""
     from twopath.reports.escape import safe_name
-    from twopath.reports.tables import dataset_tables, example_tables
+    from twopath.reports.tables import dataset_tables, edit_tables, example_tables
 
     files = {}
     for ex in report.examples:
         prefix = safe_name(ex.example.id)
         for name, (_, _, frame) in example_tables(ex).items():
             files[f"{prefix}__{name}.csv"] = _guarded(frame).to_csv(index=False)
-    for name, (_, _, frame) in dataset_tables(report.dataset).items():
+    for name, (_, _, frame) in {**dataset_tables(report.dataset), **edit_tables(report.edit)}.items():
         files[f"{name}.csv"] = _guarded(frame).to_csv(index=False)
     return files
 

@@ -88,10 +88,11 @@ def _sentiment_models() -> dict[str, tuple[str, Callable[..., Any], str]]:
 
 
 def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_size: int | None = None,
-              progress: Progress | None = None, model: str = "minilm") -> Report:
+              progress: Progress | None = None, model: str = "minilm", edit: bool = False) -> Report:
     """The seed sentence (or ``text``) on a sentiment model: ``minilm`` (the encoder of the seed
     example) or ``gpt2`` (the reference decoder). On the seed sentence both paths explain the
-    seed's decision, *positive*, whatever the model predicts; the report says when they differ."""
+    seed's decision, *positive*, whatever the model predicts; the report says when they differ.
+    ``edit``: also unlearn the sentence's top word by localized fine-tuning (``report.edit``)."""
     from twopath.datasets import sentiment as data
     from twopath.runtime.text import HFTextClassifier
     from twopath.seed import zoo
@@ -100,7 +101,7 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
     path = train(say=say, progress=_labelled(progress, "fine-tune steps"))
     manifest = zoo.read_manifest(path)
     adapter = HFTextClassifier.from_pretrained(path, name=name)
-    _, test = data.split(seed=0)
+    train_split, test = data.split(seed=0)
     adapter.background = list(test["text"].sample(64, random_state=seed))
     example = Example(data.SEED_EXAMPLE_ID, text or data.SEED_SENTENCE, None if text else "positive")
     methods = None
@@ -135,6 +136,11 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
         pool = test[~test["text"].isin(adapter.background)]
         texts = list(pool["text"].sample(min(n, len(pool)), random_state=seed + 2))
         report.dataset = _dataset(adapter, [Example(f"test-{i}", t) for i, t in enumerate(texts)], seed, say, progress)
+    if edit:
+        from twopath.editing.section import word_section
+
+        say("editing: unlearning the seed sentence's top word at one budget per localization")
+        report.edit = word_section(adapter, result, train_split, test, seed=seed)
     return report
 
 
@@ -148,7 +154,8 @@ def _residual_claims(result: Any, found: list[dict[str, Any]]) -> list[dict[str,
     return [c.to_dict() for c in residual_claims(result, named)]
 
 
-def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
+def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None,
+         edit: bool = False) -> Report:
     from twopath.datasets import loan as data
     from twopath.runtime.tabular import TorchTabularClassifier
     from twopath.seed import zoo
@@ -177,10 +184,16 @@ def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progr
         _, test = data.split(seed=0)
         rows = test.sample(min(n, len(test)), random_state=seed + 2)[list(data.FEATURES)].to_dict(orient="records")
         report.dataset = _dataset(adapter, [Example(f"test-{i}", r) for i, r in enumerate(rows)], seed, say, progress)
+    if edit:
+        from twopath.editing.section import loan_section
+
+        say("editing: credit scores 720 vs 600, one budget per localization")
+        report.edit = loan_section(adapter, *data.split(seed=0), seed=seed)
     return report
 
 
-def hmda(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None) -> Report:
+def hmda(seed: int = 0, say: Say = print, dataset_size: int | None = None, progress: Progress | None = None,
+         edit: bool = False) -> Report:
     from twopath.datasets import loan as data
     from twopath.runtime.tabular import TorchTabularClassifier
     from twopath.seed import zoo
@@ -213,6 +226,11 @@ def hmda(seed: int = 0, say: Say = print, dataset_size: int | None = None, progr
     if n > 0:
         rows = frame.drop(index=[idx, other]).sample(min(n, len(frame) - 2), random_state=seed + 2)[features].to_dict(orient="records")
         report.dataset = _dataset(adapter, [Example(f"row-{i}", r) for i, r in enumerate(rows)], seed, say, progress)
+    if edit:
+        from twopath.editing.section import hmda_section
+
+        say("editing: removing the white pathway, one budget per localization")
+        report.edit = hmda_section(adapter, frame, seed=seed)
     return report
 
 
@@ -245,7 +263,10 @@ def nearest_contrast(adapter: Any, frame: Any, row: int) -> int | None:
 
 
 def run_task(name: str, seed: int = 0, say: Say = print, dataset_size: int | None = None,
-             progress: Progress | None = None) -> Report:
+             progress: Progress | None = None, edit: bool | None = False) -> Report:
+    """Run a reference task; ``edit`` adds the localized-edit section (``None``: the task's
+    default as ``twopath reproduce`` runs it, :data:`twopath.editing.section.EDIT_BY_DEFAULT`; tasks without one refuse ``True``)."""
+    from twopath.editing.section import EDIT_BY_DEFAULT
     from twopath.seed.agreement import agreement_task
 
     runners: dict[str, Callable[..., Report]] = {"sentiment": sentiment, "loan": loan, "hmda": hmda,
@@ -253,4 +274,7 @@ def run_task(name: str, seed: int = 0, say: Say = print, dataset_size: int | Non
                                                  "agreement": agreement_task}
     if name not in runners:
         raise TwopathError(f"unknown task {name!r}; expected one of {list(TASKS)} or all")
-    return runners[name](seed=seed, say=say, dataset_size=dataset_size, progress=progress)
+    if edit and name not in EDIT_BY_DEFAULT:
+        raise TwopathError(f"the {name} task has no edit section (tasks with one: {', '.join(EDIT_BY_DEFAULT)})")
+    options = {"edit": EDIT_BY_DEFAULT[name] if edit is None else edit} if name in EDIT_BY_DEFAULT else {}
+    return runners[name](seed=seed, say=say, dataset_size=dataset_size, progress=progress, **options)
