@@ -43,8 +43,8 @@ def _attr(adapter, name, text, **settings):
 
 
 def test_lime_rule_keeps_the_seed_budget_and_stops_growing_with_length():
-    assert [lime_.samples_rule(n) for n in (1, 8, 12)] == [5000] * 3  # free: exact SHAP's table holds them
-    assert [lime_.samples_rule(n) for n in (13, 48, 180, 300, 499, 500, 900)] == [2000, 2000, 2000, 3000, 4990, 5000, 5000]
+    assert [lime_.samples_rule(n) for n in (1, 8, 10)] == [5000] * 3  # free: exact SHAP's table holds them
+    assert [lime_.samples_rule(n) for n in (11, 48, 50, 51, 180, 249, 250, 900)] == [1000, 1000, 1000, 1020, 3600, 4980, 5000, 5000]
     assert lime_.samples_rule(40, positional=False) == 5000  # tables: an MLP row costs nothing
 
 
@@ -58,7 +58,7 @@ def test_lime_on_a_seed_length_sentence_is_not_capped(bert):
 def test_lime_on_a_long_sentence_is_capped_and_says_so(bert):
     result = _attr(bert, "lime", words(30))
     budget = result.meta["budget"]
-    assert (budget["used"], budget["full"], budget["capped"]) == (2000, 5000, True)
+    assert (budget["used"], budget["full"], budget["capped"]) == (1000, 5000, True)
     assert 0.0 <= budget["error"] <= 1.0 and budget["error"] == result.meta["fit_r2"]
     user = _attr(bert, "lime", words(30), num_samples=300).meta["budget"]
     assert (user["used"], user["capped"], user["rule"]) == (300, False, "set by the user")
@@ -85,6 +85,9 @@ def test_partition_full_evals_is_the_threshold_of_a_fully_expanded_tree():
 def test_shap_budget_exact_then_partition_then_capped(bert):
     exact = _attr(bert, "shap", SEED).meta["budget"]
     assert exact["setting"] == "coalitions" and exact["used"] == 2**8 and not exact["capped"]
+    assert _attr(bert, "shap", words(10)).meta["algorithm"] == "exact"  # words: exact up to 10
+    assert _attr(bert, "shap", words(11)).meta["algorithm"] == "partition"
+    assert shap_.Shap().exact_limit(ordered=False) == 12 and shap_.Shap(exact_max_units=11).exact_limit(True) == 11
     short = _attr(bert, "shap", words(20))
     assert short.meta["algorithm"] == "partition"
     assert short.meta["budget"]["full"] == shap_.partition_full_evals(shap_.adjacent_word_tree(20), 20) <= 500
@@ -114,7 +117,7 @@ def test_lime_table_refit_reproduces_lime(bert):
     method = ATTRIBUTION_METHODS.create("lime", seed=3)
     result = method.attribute(bert, Example("t", words(16)), target="positive")
     table = method._table
-    assert table is not None and table.data.shape == (2000, 16)
+    assert table is not None and table.data.shape == (lime_.samples_rule(16), 16)
     assert np.allclose(weighted_ridge(table.data, table.labels, table.weights), result.scores, atol=1e-8)
 
 
@@ -139,7 +142,7 @@ def test_bootstrap_stability_is_seeded_and_costs_no_model_rows(bert):
     first = stability(bert, example, "positive", seeds=(0,), resamples=20)
     assert ev.n_evaluated == rows  # every sample was already in the memo
     assert first == stability(bert, example, "positive", seeds=(0,), resamples=20)
-    assert first["mode"] == "bootstrap" and first["replicates"] == 20 and first["num_samples"] == 2000
+    assert first["mode"] == "bootstrap" and first["replicates"] == 20 and first["num_samples"] == lime_.samples_rule(16)
     sd = np.array([u["sd"] for u in first["units"]])
     assert (sd > 0).all() and first["max_sd"] == pytest.approx(sd.max())
     old = stability(bert, example, "positive", seeds=(0, 1, 2), mode="seeds")

@@ -11,10 +11,15 @@ For text the library does the sampling and fitting; its perturbed sentences are 
 word masks and scored by the shared memoized evaluator, so LIME's samples cost only as many
 model rows as there are *distinct* masks.
 
-**Budget rule** (``num_samples=None``, the default; any number overrides it): up to 12 words
-every coalition is already in exact SHAP's table of ``2^n <= 4,096`` rows, so LIME takes the
-library's 5,000 samples for free. Longer sentences pay one model row per sample, so the budget
-stops growing with length: ``min(5000, max(2000, 10 * n))`` samples (at least ten per word).
+**Budget rule** (``num_samples=None``, the default; any number overrides it): up to 10 words
+every coalition is already in exact SHAP's table of ``2^n <= 1,024`` rows, so LIME takes the
+library's 5,000 samples for free. Longer sentences pay one model row per distinct sample, so the
+budget stops growing with length: ``min(5000, max(1000, 20 * n))`` samples (1,000 up to 50 words,
+then twenty per word). Measured on the reference MiniLM against a larger budget: 12 words, 1,000
+samples against 5,000 — Spearman 0.979, top 5 shared 4 of 5, largest score change 0.057 (largest
+score 0.88), fit R² 0.888 against 0.891, 6 s of one core instead of the 40 s of the exact table
+the old rule needed; 48 words, 1,000 against 2,000 — Spearman 0.966, top 5 shared 4 of 5, largest
+change 0.055 (largest score 0.39), R² 0.838 against 0.823, 32 s instead of 59 s.
 Below 5,000 the result's ``meta["budget"]`` is marked ``capped`` and carries the surrogate's
 weighted R² (``fit_r2``); the stability table (:mod:`twopath.attribution.stability`) shows the
 sampling spread at that budget. Tables keep 5,000 samples (a row of an MLP costs nothing).
@@ -41,10 +46,10 @@ _SENTINEL = "\u2063TWOPATHMASK\u2063"
 _SPLIT = r"\s+"
 #: LIME's own default sample count: the full budget
 FULL_SAMPLES = 5000
-#: up to this many words every coalition is in exact SHAP's table (2**12 = 4,096 rows)
-FREE_UNITS = 12
-MIN_SAMPLES = 2000
-PER_UNIT = 10
+#: up to this many words every coalition is in exact SHAP's table (2**10 = 1,024 rows)
+FREE_UNITS = 10
+MIN_SAMPLES = 1000
+PER_UNIT = 20
 
 
 def samples_rule(n_units: int, positional: bool = True) -> int:

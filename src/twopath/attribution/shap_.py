@@ -27,11 +27,16 @@ the shared memoized evaluator, so shap does the game theory and twopath does the
 Tables mask a feature by averaging the output over ``background_size`` background rows
 (interventional SHAP); ``base_value`` is then the mean output over the background.
 
-**Budget rule.** ``exact`` up to ``exact_max_units = 12`` units (``2^n <= 4,096`` rows, which
-also serve LIME, occlusion and the deletion curves); beyond, ``max_evals=None`` (the default)
-is 500 evaluations whatever the length (the library's default), so SHAP's cost grows with the
-input only through the cost of one row. ``meta["budget"]`` records the evaluations a fully
-expanded partition tree needs (``full``), marks the result ``capped`` when 500 is fewer, and
+**Budget rule.** ``exact`` up to ``exact_max_units`` units — by default 10 for text
+(``2^n <= 1,024`` rows, one forward pass of the sentence each, which also serve LIME, occlusion
+and the deletion curves) and 12 for tables (a row of an MLP costs microseconds); beyond,
+``max_evals=None`` (the default) is 500 evaluations whatever the length (the library's default),
+so SHAP's cost grows with the input only through the cost of one row. Up to about 26 words the
+partition tree is fully expanded within those 500 (107 evaluations for 12 words); on a 12-word
+review of the reference MiniLM its Owen values rank the words like the exact Shapley values
+(Spearman 0.986, the same top 5, largest difference 0.09 against a largest score of 0.74) for
+107 model rows instead of 4,096 (40 s of one core). ``meta["budget"]`` records the evaluations a
+fully expanded partition tree needs (``full``), marks the result ``capped`` when 500 is fewer, and
 carries the measured **unresolved share**: the part of the attribution mass left on unexpanded
 groups (split evenly among their words) rather than resolved word by word — 0 when the tree is
 fully expanded. Additivity holds either way. The sampled algorithms (permutation, kernel) use
@@ -54,6 +59,9 @@ _WARM = False
 ALGORITHMS = ("auto", "partition", "exact", "permutation", "kernel", "deep", "gradient")
 #: evaluations when the user sets none (shap's own default), for every input length
 DEFAULT_EVALS = 500
+#: ``exact`` up to this many units when the user sets none: words (a row is a forward pass of the
+#: sentence) and table features (a row of an MLP costs microseconds)
+EXACT_MAX_UNITS = {"text": 10, "tabular": 12}
 
 
 def adjacent_word_tree(n: int) -> np.ndarray:
@@ -103,7 +111,7 @@ class Shap(AttributionMethod):
     what_it_tells_you = "each unit's fair share of the output (Shapley values), additive"
 
     def __init__(self, output: OutputSpace = "logit_diff", seed: int = 0, algorithm: str = "auto",
-                 max_evals: int | None = None, exact_max_units: int = 12, background_size: int = 50):
+                 max_evals: int | None = None, exact_max_units: int | None = None, background_size: int = 50):
         super().__init__(output, seed)
         self.algorithm = algorithm
         self.max_evals = max_evals
@@ -123,6 +131,12 @@ class Shap(AttributionMethod):
         shap.explainers.Partition(lambda m: m.sum(1), masker)(np.ones((1, 4)), max_evals=20, silent=True)
         _WARM = True
 
+    def exact_limit(self, ordered: bool) -> int:
+        """Most units for ``exact``: the user's, else the default for words or features."""
+        if self.exact_max_units is not None:
+            return self.exact_max_units
+        return EXACT_MAX_UNITS["text" if ordered else "tabular"]
+
     def resolve_algorithm(self, ordered: bool, n_units: int) -> str:
         """The algorithm for ``n_units`` units; ``ordered`` units (words) get the partition tree
         of adjacent words, unordered ones (features) permutation sampling."""
@@ -132,7 +146,7 @@ class Shap(AttributionMethod):
             raise TwopathError(f"SHAP algorithm {self.algorithm!r} is for tabular models only")
         if self.algorithm != "auto":
             return self.algorithm
-        if n_units <= self.exact_max_units:
+        if n_units <= self.exact_limit(ordered):
             return "exact"
         return "partition" if ordered else "permutation"
 
@@ -160,7 +174,7 @@ class Shap(AttributionMethod):
         elif algorithm == "exact":
             explainer = shap.explainers.Exact(ev, shap.maskers.Independent(absent))
             result = explainer(x, silent=True)
-            budget = Budget("coalitions", 2**n, 2**n, f"exact (all 2^n coalitions) up to {self.exact_max_units} units",
+            budget = Budget("coalitions", 2**n, 2**n, f"exact (all 2^n coalitions) up to {self.exact_limit(adapter.positional)} units",
                             "unresolved_share", 0.0)
         elif algorithm == "permutation":
             explainer = shap.explainers.Permutation(ev, shap.maskers.Independent(absent), seed=self.seed)
@@ -181,7 +195,7 @@ class Shap(AttributionMethod):
     def _rule(self) -> str:
         if self.max_evals is not None:
             return "set by the user"
-        return f"{DEFAULT_EVALS} evaluations beyond {self.exact_max_units} units (exact below)"
+        return f"{DEFAULT_EVALS} evaluations beyond {self.exact_limit(True)} units (exact below)"
 
     def _gradient_based(self, adapter: Any, example: Example, target: int, algorithm: str) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         import shap

@@ -6,7 +6,7 @@ unit's mean ± standard deviation over replicates and the mean pairwise Jaccard 
 replicates' top-k units.
 
 **Bootstrap (the default, ``mode="bootstrap"``).** Rather than re-running LIME with new seeds
-(new samples, each a model row once a sentence has more than 12 words), twopath keeps the one
+(new samples, each a model row once a sentence has more than 10 words), twopath keeps the one
 neighbourhood LIME fitted — rows, outputs, kernel weights — and refits the same ridge regression
 (``alpha = 1``, weighted, with intercept, as LIME does) on ``resamples`` bootstrap resamples of
 its rows; the example's own row is kept in every resample, as LIME keeps it. A resample is a
