@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 from twopath.mechanistic.circuits import masked_logits
-from twopath.runtime.evaluator import evaluator_for
+from twopath.runtime.evaluator import background_key, evaluator_for
 from twopath.runtime.interventions import MaskedAblation
+from twopath.runtime.trace import caches, example_key
 from twopath.types import Attribution, Component, Example, Localization
 
 #: input curves with more points than this are evaluated on a grid of k
@@ -59,18 +60,32 @@ def curve_ks(n: int, k_max: int | None = None, max_points: int | None = None) ->
     return np.unique(np.concatenate([grid, fixed]))
 
 
-def _curves_from(order_rows: np.ndarray, f: Any, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Deletion and insertion curves at ``ks`` for every ordering (rows = orderings of indices)."""
+def _keep_masks(order_rows: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion coalitions (orders × len(ks) × n): deletion keeps every unit
+    ranked at or below k, insertion the top k."""
     n_orders, n = order_rows.shape
-    keep_del = np.ones((n_orders, len(ks), n), dtype=bool)
-    keep_ins = np.zeros((n_orders, len(ks), n), dtype=bool)
-    for o, order in enumerate(order_rows):
-        for j, k in enumerate(ks):
-            keep_del[o, j, order[:k]] = False
-            keep_ins[o, j, order[:k]] = True
-    deletion = f(keep_del.reshape(-1, n)).reshape(n_orders, len(ks))
-    insertion = f(keep_ins.reshape(-1, n)).reshape(n_orders, len(ks))
+    rank = np.empty_like(order_rows)
+    rank[np.arange(n_orders)[:, None], order_rows] = np.arange(n)  # rank[o, u]: place of unit u in order o
+    inserted = rank[:, None, :] < np.asarray(ks)[None, :, None]
+    return ~inserted, inserted
+
+
+def _curves_from(order_rows: np.ndarray, f: Any, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion curves at ``ks`` for every ordering (rows = orderings of indices),
+    every point of every ordering in one call of ``f`` (``f`` batches and memoizes)."""
+    n_orders, n = order_rows.shape
+    keep_del, keep_ins = _keep_masks(order_rows, ks)
+    values = f(np.concatenate([keep_del.reshape(-1, n), keep_ins.reshape(-1, n)]))
+    deletion, insertion = values.reshape(2, n_orders, len(ks))
     return deletion, insertion
+
+
+def _distinct(f: Any) -> Any:
+    """``f`` over distinct rows only (the curves' shared points: everything kept, nothing kept)."""
+    def once(keep: np.ndarray) -> np.ndarray:
+        rows, back = np.unique(np.asarray(keep, dtype=bool), axis=0, return_inverse=True)
+        return np.asarray(f(rows))[back.reshape(-1)]
+    return once
 
 
 def _summary(method: str, path: str, deletion: np.ndarray, insertion: np.ndarray, n: int,
@@ -111,12 +126,12 @@ def input_faithfulness(adapter: Any, example: Example, attributions: Sequence[At
     ev = evaluator_for(adapter, example, target, "probability")
     n = ev.n_units
     ks = curve_ks(n, max_points=max_points)
-    rows = []
-    for a in attributions:
-        deletion, insertion = _curves_from(np.argsort(-a.scores, kind="stable")[None], ev, ks)
-        rows.append(_summary(a.method, "input", deletion[0], insertion[0], n, ks))
-    deletion, insertion = _curves_from(_random_orders(n, n_random, seed), ev, ks)
-    rows.append(_summary("random order", "input", deletion.mean(0), insertion.mean(0), n, ks))
+    ranked = [np.argsort(-a.scores, kind="stable") for a in attributions]
+    orders = np.vstack([*ranked, _random_orders(n, n_random, seed)])
+    deletion, insertion = _curves_from(orders, ev, ks)  # every ranking and random order: one call
+    m = len(attributions)
+    rows = [_summary(a.method, "input", deletion[i], insertion[i], n, ks) for i, a in enumerate(attributions)]
+    rows.append(_summary("random order", "input", deletion[m:].mean(0), insertion[m:].mean(0), n, ks))
     return rows
 
 
@@ -135,17 +150,34 @@ def internal_faithfulness(adapter: Any, example: Example, localizations: Sequenc
     n = len(candidates)
     k_max = min(k_max, n)
 
+    memo = _ablation_memo(adapter, example, candidates)
+
     def f(keep: np.ndarray) -> np.ndarray:
-        logits = masked_logits(adapter, masked, inputs, keep, batch_size=256)
-        return torch.softmax(logits, -1)[:, target].cpu().numpy()
+        keys = [row.tobytes() for row in np.packbits(keep, axis=1)]
+        missing = [i for i, key in enumerate(keys) if key not in memo]
+        if missing:
+            logits = masked_logits(adapter, masked, inputs, keep[missing], batch_size=256)
+            memo.update(zip([keys[i] for i in missing], logits, strict=True))
+        return torch.softmax(torch.stack([memo[key] for key in keys]), -1)[:, target].cpu().numpy()
 
     ks = curve_ks(n, k_max)
-    rows = []
-    for loc in localizations:
-        index = {c: i for i, c in enumerate(candidates)}
-        order = np.array([index[loc.components[i]] for i in np.argsort(-loc.effects, kind="stable")])
-        deletion, insertion = _curves_from(order[None], f, ks)
-        rows.append(_summary(loc.method, "internal", deletion[0], insertion[0], k_max))
-    deletion, insertion = _curves_from(_random_orders(n, n_random, seed), f, ks)
-    rows.append(_summary("random order", "internal", deletion.mean(0), insertion.mean(0), k_max))
+    index = {c: i for i, c in enumerate(candidates)}
+    ranked = [np.array([index[loc.components[i]] for i in np.argsort(-loc.effects, kind="stable")])
+              for loc in localizations]
+    orders = np.vstack([*ranked, _random_orders(n, n_random, seed)])
+    deletion, insertion = _curves_from(orders, _distinct(f), ks)  # every ranking and random order: one call
+    m = len(localizations)
+    rows = [_summary(loc.method, "internal", deletion[i], insertion[i], k_max) for i, loc in enumerate(localizations)]
+    rows.append(_summary("random order", "internal", deletion[m:].mean(0), insertion[m:].mean(0), k_max))
     return rows
+
+
+def _ablation_memo(adapter: Any, example: Example, candidates: Sequence[Component]) -> dict[bytes, torch.Tensor]:
+    """Logits of mean-ablated component sets of one example, shared by every target (a second
+    explanation at another label reuses the random-order rows): keyed by the set's bits."""
+    cache = caches(adapter).evaluators
+    key = ("masked ablation", example_key(example), tuple(candidates), background_key(adapter))
+    if key not in cache:
+        cache[key] = {}
+    memo: dict[bytes, torch.Tensor] = cache[key]
+    return memo

@@ -6,6 +6,12 @@ over the example's units (words or features). The evaluator answers for many coa
 
 * identical coalitions are evaluated once, across methods, within a run (a memo keyed by the
   coalition's bits) — LIME's 5,000 samples on an 8-word sentence hold at most 256 distinct masks;
+* under that memo sits a second one holding the coalition's *logits* (every label, every
+  background row), shared by every target and output space of the example: the deletion curves
+  (target probability) reuse the rows SHAP and occlusion ran (logit difference), and an
+  explanation at a second label (the dataset path's gold label) reuses every coalition the
+  first one ran; the value is the same function of the same logits, so nothing changes but the
+  rows run;
 * the remaining ones go to the model in batches;
 * it counts requested rows (``n_requested``) and model rows evaluated (``n_evaluated``) so every
   method can report its cost.
@@ -46,6 +52,7 @@ class CoalitionEvaluator:
         self.n_requested = 0
         self.n_evaluated = 0
         self._memo: dict[bytes, float] = {}
+        self._logits: dict[bytes, torch.Tensor] = {}  # coalition -> (group, n_labels), shared (evaluator_for)
         self.n_units = len(adapter.units(example))
         # rows per coalition: 1 for text, the background size for tables (checked up front)
         _, self._group = self._masked(np.ones((1, self.n_units), dtype=bool))
@@ -60,8 +67,10 @@ class CoalitionEvaluator:
             if key not in self._memo and key not in todo:
                 todo[key] = i
         if todo:
-            rows = keep[list(todo.values())]
-            values = self._evaluate(rows)
+            missing = {k: i for k, i in todo.items() if k not in self._logits}
+            if missing:
+                self._run(keep[list(missing.values())], list(missing))
+            values = self._values([self._logits[k] for k in todo])
             self._memo.update(zip(todo, values.tolist(), strict=True))
         return np.array([self._memo[k] for k in keys], dtype=float)
 
@@ -75,10 +84,9 @@ class CoalitionEvaluator:
         inputs, group = self.adapter.masked_inputs(self.example, keep, background_size=self.background_size)
         return inputs, group
 
-    def _evaluate(self, keep: np.ndarray) -> np.ndarray:
-        """Outputs of coalitions, in chunks of at most ``batch_size`` model rows (``max_rows`` for
-        grouped rows: a table's coalitions are cheap, so few large batches)."""
-        out = []
+    def _run(self, keep: np.ndarray, keys: list[bytes]) -> None:
+        """Logits of coalitions into the logit memo, in chunks of at most ``batch_size`` model
+        rows (``max_rows`` for grouped rows: a table's coalitions are cheap, so few large batches)."""
         group = self._group
         per_chunk = self.batch_size if group == 1 else max(1, self.max_rows // group)
         with torch.no_grad():
@@ -86,22 +94,35 @@ class CoalitionEvaluator:
                 part = keep[start : start + per_chunk]
                 inputs, group = self._masked(part)
                 logits = self.adapter.logits(inputs, batch_size=self.batch_size if group == 1 else len(part) * group)
-                values = self.adapter.output(logits, self.target, self.space).cpu().numpy()
-                out.append(values.reshape(len(part), group).mean(axis=1))
+                rows = logits.reshape(len(part), group, -1)
+                self._logits.update(zip(keys[start : start + len(part)], rows, strict=True))
                 self.n_evaluated += len(part) * group
-        return np.concatenate(out) if out else np.zeros(0)
+
+    def _values(self, logits: list[torch.Tensor]) -> np.ndarray:
+        """The target's output of each coalition from its logits (the mean over its group)."""
+        if not logits:
+            return np.zeros(0)
+        stacked = torch.stack(logits)  # (n, group, n_labels)
+        n, group = stacked.shape[:2]
+        values = self.adapter.output(stacked.reshape(n * group, -1), self.target, self.space).cpu().numpy()
+        return values.reshape(n, group).mean(axis=1)
 
 
 def evaluator_for(adapter: Any, example: Example, target: int, space: OutputSpace = "logit_diff",
                   background_size: int = 50) -> CoalitionEvaluator:
     """The run-wide evaluator for (example, target, space, background): one memo shared by all methods."""
     cache = caches(adapter).evaluators
-    key = (example_key(example), target, space, background_size, background_key(adapter))
+    shared = (example_key(example), background_size, background_key(adapter))
+    key = (*shared, target, space)
     if key not in cache:
         if len(cache) > 16:
             cache.clear()
         # a weak reference: the cache must not keep its own key (the adapter) alive
-        cache[key] = CoalitionEvaluator(weakref.proxy(adapter), example, target, space, background_size=background_size)
+        evaluator = CoalitionEvaluator(weakref.proxy(adapter), example, target, space, background_size=background_size)
+        sibling = next((ev for k, ev in cache.items() if k[:3] == shared), None)
+        if sibling is not None:  # same example and background: one logit memo for every target and space
+            evaluator._logits = sibling._logits
+        cache[key] = evaluator
     return cache[key]
 
 
