@@ -161,7 +161,7 @@ def run_evaluate(*, model: Path, data: Path, out: Path, text_column: str | None,
                 "labels": list(facts["labels"]), "template": facts.get("template"), "input_columns": dataset.columns,
                 "label_column": label_column, "id_column": id_column, "methods": names, "settings": settings,
                 "seed": seed, "background_hash": store.settings_hash({"background": list(reference)}),
-                "batch_size": batch_size, "pipeline": "dataset/1"}
+                "batch_size": batch_size, "pipeline": "dataset/2"}
     found = store.Store.check(out, manifest)  # another run's settings: refused before the model loads
     from twopath.evaluation import input_hash
 

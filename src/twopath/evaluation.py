@@ -18,6 +18,15 @@ Per example (explained at its predicted label):
 * the *type of insight* comparison: the drop in target probability when the top component is
   mean-ablated versus when the top unit is deleted.
 
+With gold labels, an example whose gold label is not the predicted one is explained a second
+time, by the same path, **at its gold label** — what would have had to move for the model to
+be right. Every per-unit row carries ``target_kind`` (``predicted`` or ``gold``) and its
+``target``; the summary compares the two explanations of those examples (faithfulness at each
+label, the share with the same top unit or component, Spearman ρ between them). The second
+explanation reuses every model row the first one ran (masked coalitions and ablated component
+sets are memoized as logits, shared by every target), so it mostly costs the gradient methods
+and the head-ablation sweep again.
+
 Every example gets its own seed, derived from the run seed and the example id
 (:func:`example_seed`), never from its position in a batch or the worker that ran it, so a run
 gives the same numbers on one worker or many, in-process or on Ray. An example that cannot be
@@ -79,8 +88,8 @@ def _methods_for(adapter: Any, methods: Sequence[str]) -> list[str]:
 
 
 def _compute(adapter: Any, example: Example, methods: Sequence[str], seed: int,
-             settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Both paths on one example at its predicted label (raises on a bad example)."""
+             settings: Mapping[str, Mapping[str, Any]], label: str | None = None) -> dict[str, Any]:
+    """Both paths on one example at ``label`` (default: its predicted label; raises on a bad example)."""
     from twopath.attribution import ATTRIBUTION_METHODS
     from twopath.comparisons import faithfulness
     from twopath.mechanistic import MECHANISTIC_METHODS
@@ -88,7 +97,8 @@ def _compute(adapter: Any, example: Example, methods: Sequence[str], seed: int,
     from twopath.pipeline import predict
 
     pred_idx, probs = predict(adapter, example)
-    target = adapter.labels[pred_idx]
+    index = pred_idx if label is None else adapter.label_index(label)
+    target = adapter.labels[index]
     example = example.with_target(target)
     chosen = _methods_for(adapter, methods)
     if not chosen:
@@ -102,7 +112,7 @@ def _compute(adapter: Any, example: Example, methods: Sequence[str], seed: int,
     unit_drop = next(r for r in rows if r["method"] == attributions[0].method)
     comp_drop = next(r for r in rows if r["method"] == kind)
     agreement = {f"{a.method} vs {b.method}": spearman(a.scores, b.scores) for a, b in combinations(attributions, 2)}
-    return {"prediction": (target, float(probs[pred_idx])), "attributions": attributions, "ablation": ablation,
+    return {"prediction": (target, float(probs[index])), "attributions": attributions, "ablation": ablation,
             "faithfulness": rows, "agreement": agreement,
             "top_unit_drop": unit_drop["deletion_curve"][0] - unit_drop["deletion_curve"][1],
             "top_component_drop": comp_drop["deletion_curve"][0] - comp_drop["deletion_curve"][1]}
@@ -131,18 +141,35 @@ def evaluate_example(adapter: Any, example: Example, *, methods: Sequence[str] =
     """
     own = example_seed(seed, example.id)
     head: dict[str, Any] = {"example_id": example.id, "row": -1 if row is None else int(row),
-                            "input_hash": input_hash(example.raw), "seed": own, "gold": gold}
-    try:
-        result = _compute(adapter, example, methods, own, settings or {})
-        problem = _finite(result)
-    except TwopathError as err:
-        result, problem = None, str(err)
-    except (ValueError, RuntimeError, IndexError, KeyError) as err:  # recorded with the error's kind
-        result, problem = None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                            "input_hash": input_hash(example.raw), "seed": own, "gold": gold, "gold_status": None}
+    result, problem = _attempt(adapter, example, methods, own, settings or {})
     if result is None or problem is not None:
         return {"examples": [{**head, **_failed(problem or "failed")}], "attributions": [], "components": [],
                 "faithfulness": [], "agreement": []}
-    return _rows(head, result)
+    tables = _rows(head, result)
+    if gold is not None and str(gold).lower() != str(result["prediction"][0]).lower():
+        at_gold, problem = _attempt(adapter, example, methods, own, settings or {}, label=gold)
+        if at_gold is None or problem is not None:
+            tables["examples"][0]["gold_status"] = f"failed: {(problem or 'failed').splitlines()[0][:300]}"
+        else:
+            tables["examples"][0]["gold_status"] = "ok"
+            extra = _rows(head, at_gold, kind="gold")
+            for name in TABLES[1:]:
+                tables[name] += extra[name]
+    return tables
+
+
+def _attempt(adapter: Any, example: Example, methods: Sequence[str], seed: int,
+             settings: Mapping[str, Mapping[str, Any]], label: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """(result, None), or (None or result, why it is not usable): :func:`_compute` with its
+    failures caught and its numbers checked."""
+    try:
+        result = _compute(adapter, example, methods, seed, settings, label)
+        return result, _finite(result)
+    except TwopathError as err:
+        return None, str(err)
+    except (ValueError, RuntimeError, IndexError, KeyError) as err:  # recorded with the error's kind
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def _failed(reason: str) -> dict[str, Any]:
@@ -151,7 +178,9 @@ def _failed(reason: str) -> dict[str, Any]:
             "top_component_drop": math.nan}
 
 
-def _rows(head: dict[str, Any], result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _rows(head: dict[str, Any], result: dict[str, Any], kind: str = "predicted") -> dict[str, list[dict[str, Any]]]:
+    """The five tables' rows of one result; ``kind`` (``predicted`` or ``gold``) is every
+    per-unit row's ``target_kind``."""
     eid = head["example_id"]
     attributions, ablation = result["attributions"], result["ablation"]
     label, probability = result["prediction"]
@@ -162,16 +191,17 @@ def _rows(head: dict[str, Any], result: dict[str, Any]) -> dict[str, list[dict[s
                  "top_unit": first.units[int(np.argsort(-first.scores, kind="stable")[0])],
                  "top_component": str(ablation.components[ranking[0]]),
                  "top_unit_drop": float(result["top_unit_drop"]), "top_component_drop": float(result["top_component_drop"])}]
-    units = [{"example_id": eid, "method": a.method, "unit_index": i, "unit": u, "score": float(s),
+    own = {"example_id": eid, "target_kind": kind, "target": label}
+    units = [{**own, "method": a.method, "unit_index": i, "unit": u, "score": float(s),
               "rank": int(r)} for a in attributions
              for i, (u, s, r) in enumerate(zip(a.units, a.scores, _ranks(-a.scores), strict=True))]
-    components = [{"example_id": eid, "method": ablation.method, "component": str(c), "effect": float(e),
+    components = [{**own, "method": ablation.method, "component": str(c), "effect": float(e),
                    "rank": int(r)} for c, e, r in zip(ablation.components, ablation.effects,
                                                       _ranks(-ablation.importance), strict=True)]
-    faith = [{"example_id": eid, **{k: r[k] for k in ("path", "method", "n_units", "k20", *METRICS)},
+    faith = [{**own, **{k: r[k] for k in ("path", "method", "n_units", "k20", *METRICS)},
               "deletion_curve": list(r["deletion_curve"]), "insertion_curve": list(r["insertion_curve"])}
              for r in result["faithfulness"]]
-    agreement = [{"example_id": eid, "pair": pair, "spearman": float(v)} for pair, v in result["agreement"].items()]
+    agreement = [{**own, "pair": pair, "spearman": float(v)} for pair, v in result["agreement"].items()]
     return {"examples": examples, "attributions": units, "components": components, "faithfulness": faith,
             "agreement": agreement}
 
@@ -204,13 +234,17 @@ def combine(parts: Sequence[Mapping[str, list[dict[str, Any]]]]) -> dict[str, pd
     return {name: pd.DataFrame([r for p in parts for r in p[name]], columns=COLUMNS[name]) for name in TABLES}
 
 
+#: every per-unit table's rows name the label they explain: ``target_kind`` is ``predicted`` (every
+#: example) or ``gold`` (the second explanation of an example whose gold label was not predicted)
+TARGET = ["target_kind", "target"]
 COLUMNS: dict[str, list[str]] = {
-    "examples": ["example_id", "row", "input_hash", "seed", "gold", "status", "reason", "predicted", "probability",
-                 "n_units", "top_unit", "top_component", "top_unit_drop", "top_component_drop"],
-    "attributions": ["example_id", "method", "unit_index", "unit", "score", "rank"],
-    "components": ["example_id", "method", "component", "effect", "rank"],
-    "faithfulness": ["example_id", "path", "method", "n_units", "k20", *METRICS, "deletion_curve", "insertion_curve"],
-    "agreement": ["example_id", "pair", "spearman"],
+    "examples": ["example_id", "row", "input_hash", "seed", "gold", "gold_status", "status", "reason", "predicted",
+                 "probability", "n_units", "top_unit", "top_component", "top_unit_drop", "top_component_drop"],
+    "attributions": ["example_id", *TARGET, "method", "unit_index", "unit", "score", "rank"],
+    "components": ["example_id", *TARGET, "method", "component", "effect", "rank"],
+    "faithfulness": ["example_id", *TARGET, "path", "method", "n_units", "k20", *METRICS, "deletion_curve",
+                     "insertion_curve"],
+    "agreement": ["example_id", *TARGET, "pair", "spearman"],
 }
 
 
@@ -224,14 +258,13 @@ def summarize(tables: Mapping[str, pd.DataFrame], top: int = 10) -> dict[str, An
     dataset section; ``failures``, ``top_components``, ``top_units`` and (with gold labels)
     ``labels`` are added for ``twopath evaluate``.
     """
-    tables = ordered(tables)
+    everything = ordered(tables)
+    tables = at_predicted(everything)
     examples = tables["examples"]
     ok = examples[examples["status"] == "ok"]
     keep = set(ok["example_id"])
     faith = tables["faithfulness"]
     faith = faith[faith["example_id"].isin(keep)]
-    summary = faith.groupby(["path", "method"], sort=False)[list(METRICS)].agg(["mean", "std"])
-    summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
     agreement = tables["agreement"]
     agreement = agreement[agreement["example_id"].isin(keep)]
     unit, comp = ok["top_unit_drop"].to_numpy(float), ok["top_component_drop"].to_numpy(float)
@@ -240,7 +273,7 @@ def summarize(tables: Mapping[str, pd.DataFrame], top: int = 10) -> dict[str, An
         "n_examples": len(ok),
         "n_failed": len(failed),
         "failures": [{"reason": r, "count": int(n)} for r, n in failed["reason"].value_counts().items()],
-        "faithfulness": summary.reset_index().to_dict(orient="records"),
+        "faithfulness": _faithfulness(faith),
         "agreement": [{"pair": pair, "spearman_mean": float(g["spearman"].mean()), "spearman_sd": float(g["spearman"].std())}
                       for pair, g in agreement.groupby("pair", sort=False)],
         "insight": _insight(unit, comp),
@@ -248,8 +281,21 @@ def summarize(tables: Mapping[str, pd.DataFrame], top: int = 10) -> dict[str, An
         "top_units": _top_units(tables["attributions"], keep, top),
     }
     if ok["gold"].notna().any():
-        out["labels"] = _labels(ok)
+        out["labels"] = {**_labels(ok), "at_gold": _at_gold(everything, ok)}
     return out
+
+
+def at_predicted(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables' rows of the explanations at the predicted label (every example has one)."""
+    return {name: frame if name == "examples" else frame[frame["target_kind"] == "predicted"].reset_index(drop=True)
+            for name, frame in tables.items()}
+
+
+def _faithfulness(faith: pd.DataFrame) -> list[dict[str, Any]]:
+    """Mean and sd of every metric per (path, method)."""
+    summary = faith.groupby(["path", "method"], sort=False)[list(METRICS)].agg(["mean", "std"])
+    summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
+    return list(summary.reset_index().to_dict(orient="records"))
 
 
 def ordered(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -294,7 +340,8 @@ def _top_units(attributions: pd.DataFrame, keep: set[str], top: int) -> list[dic
 
 def _labels(ok: pd.DataFrame) -> dict[str, Any]:
     """Accuracy against the gold labels and the gold × predicted counts; every example is
-    explained at its predicted label, so ``explained_at_gold`` is the share explained at the gold."""
+    explained at its predicted label, so ``explained_at_gold`` counts those whose predicted label
+    is the gold (the others get a second explanation at the gold: :func:`_at_gold`)."""
     labelled = ok[ok["gold"].notna()]
     correct = labelled["gold"].astype(str).str.lower() == labelled["predicted"].astype(str).str.lower()
     confusion = labelled.assign(gold=labelled["gold"].astype(str)).groupby(["gold", "predicted"]).size()
@@ -308,3 +355,60 @@ def dataset_summary(adapter: Any, examples: Sequence[Example], methods: Sequence
     """Aggregate faithfulness, agreement and the unit-vs-component comparison over ``examples``
     (the seed reports' dataset section: :func:`evaluate_all` then :func:`summarize`)."""
     return summarize(evaluate_all(adapter, examples, methods=methods, seed=seed, progress=progress))
+
+
+def _at_gold(tables: Mapping[str, pd.DataFrame], ok: pd.DataFrame) -> dict[str, Any]:
+    """The examples whose gold label is not the predicted one, explained at both labels:
+    faithfulness at each (the same examples), and how much the two explanations share — per
+    input method the share of examples with the same top unit and the mean Spearman ρ between
+    the two score vectors; for the internal path the share with the same top component."""
+    wrong = ok[ok["gold"].notna() & (ok["gold"].astype(str).str.lower() != ok["predicted"].astype(str).str.lower())]
+    status = wrong["gold_status"].fillna("")
+    done = set(wrong.loc[status == "ok", "example_id"])
+    failed = wrong[status != "ok"]
+    faith = tables["faithfulness"]
+    faith = faith[faith["example_id"].isin(done)]
+    units = tables["attributions"]
+    units = units[units["example_id"].isin(done)]
+    comps = tables["components"]
+    comps = comps[comps["example_id"].isin(done) & (comps["rank"] == 0)]
+    return {"n_other_label": len(wrong), "n_explained": len(done),
+            "failures": [{"reason": r, "count": int(n)} for r, n in failed["gold_status"].value_counts().items()],
+            "faithfulness": [{"target_kind": kind, **row} for kind in ("predicted", "gold")
+                             for row in _faithfulness(faith[faith["target_kind"] == kind])],
+            "overlap": _overlap(units) + _top_component_overlap(comps)}
+
+
+def _overlap(units: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per input method: same top unit at the predicted and the gold label (share of examples),
+    and the mean Spearman ρ between the two explanations' scores."""
+    from twopath.metrics import spearman
+
+    out = []
+    for method, group in units.groupby("method", sort=False):
+        same, rho = [], []
+        for _, one in group.groupby("example_id", sort=False):
+            pred = one[one["target_kind"] == "predicted"].sort_values("unit_index")
+            gold = one[one["target_kind"] == "gold"].sort_values("unit_index")
+            if len(pred) == 0 or len(pred) != len(gold):
+                continue
+            same.append(int(pred.loc[pred["rank"] == 0, "unit_index"].iloc[0]) ==
+                        int(gold.loc[gold["rank"] == 0, "unit_index"].iloc[0]))
+            rho.append(spearman(pred["score"].to_numpy(float), gold["score"].to_numpy(float)))
+        if same:
+            out.append({"path": "input", "method": str(method), "n": len(same), "same_top": float(np.mean(same)),
+                        "spearman_mean": float(np.mean(rho)), "spearman_sd": float(np.std(rho, ddof=1)) if len(rho) > 1 else math.nan})
+    return out
+
+
+def _top_component_overlap(top: pd.DataFrame) -> list[dict[str, Any]]:
+    """The internal path: same top-ranked component at the predicted and the gold label."""
+    out = []
+    for method, group in top.groupby("method", sort=False):
+        pairs = group.pivot_table(index="example_id", columns="target_kind", values="component", aggfunc="first")
+        pairs = pairs.dropna() if {"predicted", "gold"} <= set(pairs.columns) else pairs.iloc[0:0]
+        if len(pairs):
+            out.append({"path": "internal", "method": str(method), "n": len(pairs),
+                        "same_top": float((pairs["predicted"] == pairs["gold"]).mean()),
+                        "spearman_mean": math.nan, "spearman_sd": math.nan})
+    return out

@@ -24,7 +24,7 @@ from twopath.cli import app
 from twopath.datasets.reader import load_dataset
 from twopath.datasets.report import write_report
 from twopath.datasets.store import Store
-from twopath.evaluation import TABLES, evaluate_all, example_seed, summarize
+from twopath.evaluation import TABLES, at_predicted, evaluate_all, example_seed, summarize
 from twopath.types import Example
 
 pytest.importorskip("pyarrow")
@@ -120,7 +120,7 @@ def test_example_seed_is_a_function_of_the_run_seed_and_the_id():
 def test_store_holds_every_table_and_the_summary_counts_them(full_store, text_model):
     from twopath.runtime.text import HFTextClassifier
 
-    tables = Store.existing(full_store).read()
+    tables = at_predicted(Store.existing(full_store).read())
     examples = tables["examples"]
     assert list(examples["example_id"]) == [f"row-{i}" for i in range(6)]
     failed = examples[examples["status"] == "failed"]
@@ -182,6 +182,50 @@ def test_results_do_not_depend_on_the_order_of_examples(text_model):
         pd.testing.assert_frame_equal(a, b)
 
 
+def test_examples_predicted_at_another_label_are_explained_at_the_gold_too(full_store):
+    """A second explanation at the gold label, for exactly the examples whose gold label was not
+    predicted: the same path (every unit, every head, every faithfulness row) at that label."""
+    tables = Store.existing(full_store).read()
+    examples = tables["examples"]
+    ok = examples[examples["status"] == "ok"]
+    wrong = ok[ok["gold"].str.lower() != ok["predicted"].str.lower()]
+    assert len(wrong) > 0 and len(wrong) < len(ok)  # the tiny model gets some right, some wrong
+    assert set(wrong["gold_status"]) == {"ok"} and ok.loc[~ok.index.isin(wrong.index), "gold_status"].isna().all()
+    for name in ("attributions", "components", "faithfulness", "agreement"):
+        frame = tables[name]
+        gold = frame[frame["target_kind"] == "gold"]
+        assert set(gold["example_id"]) == set(wrong["example_id"]), name
+        wanted = dict(zip(wrong["example_id"], wrong["gold"].str.lower(), strict=True))
+        assert (gold["target"].to_numpy() == gold["example_id"].map(wanted).to_numpy()).all()
+        pred = frame[(frame["target_kind"] == "predicted") & frame["example_id"].isin(set(wrong["example_id"]))]
+        assert len(gold) == len(pred) and (pred["target"].to_numpy() != gold["target"].to_numpy()).all(), name
+    faith = tables["faithfulness"]
+    one = wrong["example_id"].iloc[0]
+    at = {kind: faith[(faith["example_id"] == one) & (faith["target_kind"] == kind) & (faith["method"] == "shap")]
+          for kind in ("predicted", "gold")}
+    # the curves are in the explained label's probability: two labels, so p(gold) = 1 - p(predicted) unmasked
+    assert at["gold"]["deletion_curve"].iloc[0][0] == pytest.approx(1 - at["predicted"]["deletion_curve"].iloc[0][0], abs=1e-6)
+    # two labels in logit-difference space: every input method's explanation at the other label is the negation
+    units = tables["attributions"]
+    mine = units[units["example_id"] == one]
+    for method, group in mine.groupby("method"):
+        pred = group[group["target_kind"] == "predicted"].sort_values("unit_index")["score"].to_numpy()
+        gold = group[group["target_kind"] == "gold"].sort_values("unit_index")["score"].to_numpy()
+        np.testing.assert_allclose(gold, -pred, rtol=1e-4, atol=1e-5, err_msg=method)
+    at_gold = summary(full_store)["labels"]["at_gold"]
+    assert (at_gold["n_other_label"], at_gold["n_explained"]) == (len(wrong), len(wrong))
+    assert {(r["target_kind"], r["method"]) for r in at_gold["faithfulness"]} >= {("gold", "shap"), ("predicted", "shap")}
+    gold_shap = next(r for r in at_gold["faithfulness"] if (r["target_kind"], r["method"]) == ("gold", "shap"))
+    expected = faith[(faith["target_kind"] == "gold") & (faith["method"] == "shap")]["aopc_deletion"].mean()
+    assert gold_shap["aopc_deletion_mean"] == pytest.approx(expected)
+    overlap = {r["method"]: r for r in at_gold["overlap"]}
+    assert overlap["shap"]["n"] == len(wrong) and overlap["shap"]["spearman_mean"] == pytest.approx(-1.0)
+    assert 0.0 <= overlap["head_ablation"]["same_top"] <= 1.0
+    report = (full_store / "report.md").read_text()
+    assert "## Explained at the gold label" in report and "## Predicted vs gold explanation" in report
+    assert "Explained at the gold label" in (full_store / "report.html").read_text()
+
+
 # --- resume, settings, the report from the store alone -----------------------------------------------
 
 
@@ -236,7 +280,7 @@ def test_the_report_is_rebuilt_from_the_store_alone(full_store, tmp_path):
 def test_component_heatmap_grids(full_store):
     from twopath.datasets.report import component_grids
 
-    tables = Store.existing(full_store).read()
+    tables = at_predicted(Store.existing(full_store).read())
     kind, first, effect = component_grids(tables["components"], tables["examples"])
     assert kind == "head" and first.shape == (2, 4)  # tiny BERT: 2 layers x 4 heads
     assert first.sum() == pytest.approx(1.0)  # one top component per explained example
@@ -272,7 +316,8 @@ def test_parquet_input_gives_the_csv_store(full_store, text_model, text_csv, tmp
 def test_a_tabular_model_over_its_feature_columns(tabular_model, tabular_csv, tmp_path):
     out = tmp_path / "tab"
     evaluate("--model", tabular_model, "--data", tabular_csv, "--out", out, "--label-column", "approved")
-    tables = Store.existing(out).read()
+    everything = Store.existing(out).read()
+    tables = at_predicted(everything)
     examples = tables["examples"]
     assert examples.loc[examples["status"] == "failed", "example_id"].tolist() == ["row-4"]
     assert "income" in examples.loc[4, "reason"]
@@ -284,6 +329,9 @@ def test_a_tabular_model_over_its_feature_columns(tabular_model, tabular_csv, tm
     assert s["n_examples"] == len(ok) == 11 and s["labels"]["n_labelled"] == 11
     assert {r["method"] for r in s["faithfulness"]} == {"shap", "integrated_gradients", "occlusion",
                                                         "gradient_x_input", "random order", "neuron_ablation"}
+    wrong = ok[ok["gold"] != ok["predicted"]]
+    gold = everything["components"][everything["components"]["target_kind"] == "gold"]
+    assert set(gold["example_id"]) == set(wrong["example_id"]) and s["labels"]["at_gold"]["n_explained"] == len(wrong)
 
 
 @pytest.mark.parametrize("prompted", [False, True], ids=["gpt2-classifier", "gpt2-prompted"])
@@ -292,7 +340,7 @@ def test_decoder_and_prompted_models(prompted, text_csv, tmp_path):
     out = tmp_path / "out"
     extra = ["--prompt", "Review: {text}\\nSentiment:", "--labels", " negative, positive"] if prompted else []
     evaluate(*text_args(model, text_csv, out, "--methods", LIGHT, "--limit", 3, *extra))
-    tables = Store.existing(out).read()
+    tables = at_predicted(Store.existing(out).read())
     assert list(tables["examples"]["status"]) == ["ok", "ok", "ok"]
     assert set(tables["examples"]["predicted"]) <= {"negative", "positive"}
     assert set(tables["components"].groupby("example_id").size()) == {2 * 4}  # 2 layers x 4 heads

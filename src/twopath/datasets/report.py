@@ -7,7 +7,9 @@ number), aggregates with :func:`twopath.evaluation.summarize` and writes, each a
 * ``report.md`` and ``report.html`` — the same as readable tables: faithfulness (mean ± sd) beside the random-order
   controls, agreement between input methods, top component vs top unit, the components and the
   words or features most often ranked first, accuracy and gold × predicted counts when a label
-  column was given, and the failures with their reasons;
+  column was given — and, for the examples whose gold label was not predicted, their second
+  explanation at the gold label (faithfulness at each label over the same examples, and how much
+  the two explanations share) — and the failures with their reasons;
 * ``examples.csv`` — one row per example (prediction, top unit, top component, status);
 * ``components.png`` — a heatmap over layer × head (or layer × neuron): how often each
   component is ranked first by ablation, beside its mean absolute effect.
@@ -25,7 +27,7 @@ from twopath.datasets.store import Store, write_atomic
 
 def write_report(store: Store) -> dict[str, Path]:
     """Aggregate the store and write ``summary.json``, ``report.md`` and ``examples.csv``."""
-    from twopath.evaluation import summarize
+    from twopath.evaluation import at_predicted, summarize
 
     tables = store.read()
     summary = summarize(tables)
@@ -37,7 +39,7 @@ def write_report(store: Store) -> dict[str, Path]:
     from twopath.reports.escape import csv_cell
 
     write_atomic(paths["csv"], tables["examples"].astype(object).map(csv_cell).to_csv(index=False).encode())
-    figure = heatmap_png(tables["components"], tables["examples"])
+    figure = heatmap_png(at_predicted(tables)["components"], tables["examples"])
     if figure is not None:
         paths["png"] = store.root / "components.png"
         write_atomic(paths["png"], figure)
@@ -152,10 +154,39 @@ def sections(summary: dict[str, Any], manifest: dict[str, Any]) -> tuple[str, st
                     f"{labels['explained_at_gold']} were explained at their gold label (predicted = gold), "
                     f"{labels['explained_at_other_label']} at another label.", ["gold", "predicted", "examples"],
                     [[r["gold"], r["predicted"], r["count"]] for r in labels["confusion"]]))
+    if labels and labels.get("at_gold", {}).get("n_other_label"):
+        out += _gold_sections(labels["at_gold"])
     if summary.get("failures"):
         out.append(("Failures", "Examples that could not be explained; they are skipped, never guessed.",
                     ["reason", "examples"], [[r["reason"], r["count"]] for r in summary["failures"]]))
     return title, intro, out
+
+
+def _gold_sections(gold: dict[str, Any]) -> list[Section]:
+    """The examples whose gold label was not predicted, explained at both labels."""
+    metrics = ("aopc_deletion", "aopc_insertion", "comprehensiveness", "sufficiency")
+    failed = sum(r["count"] for r in gold["failures"])
+    about = (f"{gold['n_other_label']} examples were predicted at another label than their gold one; "
+             f"{gold['n_explained']} of them were explained a second time, at the gold label, by the same path"
+             + (f" ({failed} could not be: see the failures below)" if failed else "")
+             + ". Faithfulness over those examples at each label, mean ± sd (curves in the explained label's "
+             "probability).")
+    faith = [[r["target_kind"], r["path"], r["method"], *[_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]]
+             for r in gold["faithfulness"]]
+    out: list[Section] = [("Explained at the gold label", about, ["label", "path", "method", *metrics], faith)]
+    if gold["overlap"]:
+        out.append(("Predicted vs gold explanation", "Per method, over the same examples: the share whose top unit "
+                    "(input path) or top component (internal path) is the same at both labels, and Spearman ρ "
+                    "between the two explanations' unit scores (mean ± sd; on a two-label model in logit-difference "
+                    "space the explanation at the other label is the negation, ρ = −1).",
+                    ["path", "method", "examples", "same top", "spearman"],
+                    [[r["path"], r["method"], r["n"], r["same_top"],
+                      _pm(r["spearman_mean"], r["spearman_sd"]) if r["path"] == "input" else "–"]
+                     for r in gold["overlap"]]))
+    if gold["failures"]:
+        out.append(("Failures at the gold label", "Explained at the predicted label only.", ["reason", "examples"],
+                    [[r["reason"], r["count"]] for r in gold["failures"]]))
+    return out
 
 
 def markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:

@@ -10,7 +10,9 @@ with different settings. The store under ``--out`` is:
 * ``shards/part-…/`` — one folder per finished chunk of examples, holding one Parquet file per
   table (:data:`twopath.evaluation.TABLES`: examples, attributions, components, faithfulness,
   agreement), written in a hidden temporary folder and renamed into place, so a shard is
-  complete or absent: an interrupted run loses at most the chunks in flight;
+  complete or absent: an interrupted run loses at most the chunks in flight. Every row of the
+  four per-unit tables names the label it explains (``target_kind``: ``predicted``, or ``gold``
+  for the second explanation of an example whose gold label was not predicted; ``target``);
 * ``summary.json``, ``report.md`` and ``examples.csv`` — the aggregate, rebuilt from the shards
   alone (no model needed), each written to a temporary file and renamed.
 
@@ -34,7 +36,7 @@ from typing import Any
 
 from twopath.types import TwopathError
 
-FORMAT = "twopath-evaluate/1"
+FORMAT = "twopath-evaluate/2"  # /2: rows carry target_kind (predicted or gold)
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 OUTPUTS = ("summary.json", "report.md", "examples.csv", "run.json")
@@ -45,17 +47,20 @@ def _schemas() -> dict[str, Any]:
 
     s, i, f = pa.string(), pa.int64(), pa.float64()
     metrics = [("aopc_deletion", f), ("aopc_insertion", f), ("comprehensiveness", f), ("sufficiency", f)]
+    target = [("target_kind", s), ("target", s)]  # predicted, or gold (the second explanation)
     return {
         "examples": pa.schema([("example_id", s), ("row", i), ("input_hash", s), ("seed", i), ("gold", s),
-                               ("status", s), ("reason", s), ("predicted", s), ("probability", f), ("n_units", i),
-                               ("top_unit", s), ("top_component", s), ("top_unit_drop", f),
+                               ("gold_status", s), ("status", s), ("reason", s), ("predicted", s), ("probability", f),
+                               ("n_units", i), ("top_unit", s), ("top_component", s), ("top_unit_drop", f),
                                ("top_component_drop", f)]),
-        "attributions": pa.schema([("example_id", s), ("method", s), ("unit_index", i), ("unit", s), ("score", f),
-                                   ("rank", i)]),
-        "components": pa.schema([("example_id", s), ("method", s), ("component", s), ("effect", f), ("rank", i)]),
-        "faithfulness": pa.schema([("example_id", s), ("path", s), ("method", s), ("n_units", i), ("k20", i),
-                                   *metrics, ("deletion_curve", pa.list_(f)), ("insertion_curve", pa.list_(f))]),
-        "agreement": pa.schema([("example_id", s), ("pair", s), ("spearman", f)]),
+        "attributions": pa.schema([("example_id", s), *target, ("method", s), ("unit_index", i), ("unit", s),
+                                   ("score", f), ("rank", i)]),
+        "components": pa.schema([("example_id", s), *target, ("method", s), ("component", s), ("effect", f),
+                                 ("rank", i)]),
+        "faithfulness": pa.schema([("example_id", s), *target, ("path", s), ("method", s), ("n_units", i),
+                                   ("k20", i), *metrics, ("deletion_curve", pa.list_(f)),
+                                   ("insertion_curve", pa.list_(f))]),
+        "agreement": pa.schema([("example_id", s), *target, ("pair", s), ("spearman", f)]),
     }
 
 
