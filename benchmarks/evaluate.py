@@ -117,7 +117,8 @@ def applicants(n: int) -> tuple[list[Example], list[dict[str, Any]]]:
 
 
 class Timed(engines.Worker):
-    """A worker that also reports the seconds spent computing and inside forward passes."""
+    """A worker that also reports, per chunk, its compute seconds (wall and this process's CPU),
+    the seconds inside forward passes, its process id and when the chunk started and ended."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -137,29 +138,40 @@ class Timed(engines.Worker):
 
     def run(self, chunk: engines.Chunk) -> engines.Tables:
         self.model_seconds = 0.0
-        start = time.perf_counter()
+        began, start, cpu = time.time(), time.perf_counter(), time.process_time()
         tables = super().run(chunk)
-        tables["seconds"] = time.perf_counter() - start  # extra keys are not written to the store
-        tables["model_seconds"] = self.model_seconds
+        # extra keys are not written to the store
+        tables["bench"] = {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+                           "model_seconds": self.model_seconds, "pid": os.getpid(), "began": began,
+                           "ended": time.time()}
         return tables
 
 
 def one_run(engine: str, workers: int, spec: engines.ModelSpec, examples: list[Example], root: Path) -> dict[str, Any]:
+    """One engine run into its own store: wall (start-up included), the workers' chunk timings,
+    the driver's CPU seconds (receiving results, writing shards) and the load average after."""
     job = engines.Job(tuple(DATASET_METHODS), SEED, {})
     store = Store.open(root / f"{engine}-{workers}", {"benchmark": engine, "workers": workers})
     items = [(i, e, None) for i, e in enumerate(examples)]
     work = engines.chunks(items, engines.chunk_size(len(items), workers))
-    compute = [0.0, 0.0]
+    chunks: list[dict[str, Any]] = []
 
     def on_chunk(tables: engines.Tables) -> None:
         store.write_shard(tables)
-        compute[0] += tables["seconds"]
-        compute[1] += tables["model_seconds"]
+        chunks.append(tables.pop("bench"))
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     engines.run(engine, spec, job, work, workers, on_chunk, worker=Timed)
-    wall = time.perf_counter() - start
-    return {"wall": wall, "compute": compute[0], "model": compute[1], "tables": store.read()}
+    wall, driver = time.perf_counter() - start, time.process_time() - cpu
+    per_worker: dict[int, dict[str, float]] = {}
+    for c in chunks:
+        w = per_worker.setdefault(c["pid"], {"cpu": 0.0, "busy": 0.0, "examples": 0})
+        w["cpu"] += c["cpu"]
+        w["busy"] += c["seconds"]
+    span = max(c["ended"] for c in chunks) - min(c["began"] for c in chunks)
+    return {"wall": wall, "span": span, "compute": sum(c["seconds"] for c in chunks),
+            "model": sum(c["model_seconds"] for c in chunks), "workers": per_worker,
+            "driver_cpu": driver, "load": os.getloadavg()[0], "tables": store.read()}
 
 
 def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -185,13 +197,18 @@ def _equal(p: Any, q: Any) -> bool:
 def bench(name: str, spec: engines.ModelSpec, examples: list[Example], root: Path, engine_names: list[str]) -> None:
     torch.set_num_threads(1)
     adapter = spec.open()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{name}: {len(examples)} examples, F1 = {forward_seconds(adapter, examples[0]) * 1e3:.2f} ms "
-          f"(batch-size-1 forward, 1 thread, measured again around every run); load average {load:.1f}")
-    print(f"{'engine':<8}{'workers':>8}{'cost/example (F1)':>19}{'outside fwd (F1)':>17}{'s/example':>11}"
-          f"{'examples/s':>12}{'speed-up':>10}{'same numbers':>14}")
+          f"(batch-size-1 forward, 1 thread, measured again around every run); load average {os.getloadavg()[0]:.1f}")
+    print("  cost/example: the workers' compute seconds per example (no start-up), in F1; outside fwd: the part "
+          "outside forward passes;\n  examples/s: over the whole run (start-up included) | steady: from the first "
+          "chunk's start to the last one's end;\n  worker CPU: each worker's CPU seconds / its busy wall seconds "
+          "(< 1: it waited for a core); driver CPU: the driver's seconds (results, shard writes)")
+    print(f"{'engine':<7}{'workers':>8}{'cost/ex (F1)':>13}{'outside fwd':>12}{'s/example':>10}{'examples/s':>11}"
+          f"{'steady':>8}{'speed-up':>10}{'speed-up steady':>16}{'worker CPU / busy':>22}{'driver CPU':>11}"
+          f"{'load':>6}{'same':>6}", flush=True)
     reference = None
-    one_worker: dict[str, float] = {}
+    one: dict[str, tuple[float, float]] = {}
+    ratios: dict[str, tuple[float, float]] = {}
     for engine in engine_names:
         for workers in (1, 2):
             before = forward_seconds(adapter, examples[0])
@@ -200,13 +217,21 @@ def bench(name: str, spec: engines.ModelSpec, examples: list[Example], root: Pat
             n = len(examples)
             per = result["compute"] / n
             python = (result["compute"] - result["model"]) / n
-            rate = n / result["wall"]
+            rate, steady = n / result["wall"], n / result["span"]
             if workers == 1:
-                one_worker[engine] = rate
+                one[engine] = (rate, steady)
+            else:
+                ratios[engine] = (rate / one[engine][0], steady / one[engine][1])
             reference = reference or result["tables"]
-            speedup = f"{rate / one_worker[engine]:.2f}x" if workers == 2 else ""
-            print(f"{engine:<8}{workers:>8}{per / f1:>19.1f}{python / f1:>17.1f}{per:>11.3f}{rate:>12.2f}"
-                  f"{speedup:>10}{'yes' if same(reference, result['tables']) else 'NO':>14}", flush=True)
+            speedup = f"{rate / one[engine][0]:.2f}x" if workers == 2 else ""
+            speedup_steady = f"{steady / one[engine][1]:.2f}x" if workers == 2 else ""
+            cpu = " ".join(f"{w['cpu']:.0f}/{w['busy']:.0f}s" for w in result["workers"].values())
+            print(f"{engine:<7}{workers:>8}{per / f1:>13.1f}{python / f1:>12.1f}{per:>10.3f}{rate:>11.2f}"
+                  f"{steady:>8.2f}{speedup:>10}{speedup_steady:>16}{cpu:>22}{result['driver_cpu']:>10.1f}s"
+                  f"{result['load']:>6.1f}{'yes' if same(reference, result['tables']) else 'NO':>6}", flush=True)
+    for engine, (whole, steady) in ratios.items():
+        print(f"  => {name}, {engine}: 2 workers / 1 worker = {whole:.2f}x over the whole run, {steady:.2f}x "
+              f"steady (goal >= 1.7x on 2 idle cores; load average now {os.getloadavg()[0]:.1f})")
 
 
 def main() -> None:
