@@ -74,6 +74,75 @@ def masked_logits(adapter: Any, masked: MaskedAblation, inputs: dict[str, Any], 
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
+class _Resumed:
+    """A greedy step's trial rows, each run from the block of the candidate it adds.
+
+    Every trial row keeps the circuit so far plus one candidate, so rows that add a candidate
+    of layer ``L`` agree with the circuit-so-far run on every block before ``L``: that run's
+    state entering each block is recorded once per step (one row), and each group of rows is
+    resumed from its block (:meth:`~twopath.runtime.adapter.ModelAdapter.resume`, the call
+    arguments of the clean run's :class:`~twopath.runtime.trace.Trace`). On a transformer this
+    skips about 40 % of a step's block computations; the outputs equal full passes to float
+    tolerance. Used for transformers that can resume (every site of layer ``L`` is inside block
+    ``L``); other models run full passes.
+    """
+
+    def __init__(self, adapter: Any, masked: MaskedAblation, inputs: dict[str, Any], layers: Sequence[int]):
+        from twopath.runtime.trace import Trace
+
+        self.adapter, self.masked, self.inputs, self.layers = adapter, masked, inputs, np.asarray(layers)
+        self.ok = adapter.modality == "text" and adapter.can_resume() and adapter.n_layers > 1
+        self.trace = Trace(adapter, inputs) if self.ok else None
+        if self.trace is not None:
+            self.trace.prepare_resume()  # the clean call arguments, recorded before any hook
+
+    def _states(self, keep: np.ndarray) -> list[Any]:
+        """The state entering every block on the run that keeps ``keep`` (one row)."""
+        import torch
+
+        states: list[Any] = [None] * self.adapter.n_layers
+        handles = []
+
+        def grab(i: int) -> Any:
+            def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                states[i] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+            return hook
+
+        try:
+            for i, block in enumerate(self.adapter.layer_modules):
+                handles.append(block.register_forward_pre_hook(grab(i), with_kwargs=True))
+            with torch.no_grad():
+                self.masked.run(self.inputs, keep[None])
+        finally:
+            for handle in handles:
+                handle.remove()
+        return states
+
+    def step(self, trial: np.ndarray, rest: Sequence[int], target: int, output: OutputSpace) -> np.ndarray:
+        import torch
+
+        assert self.trace is not None and self.trace._calls is not None
+        current = trial[0].copy()
+        current[rest[0]] = False  # the circuit so far
+        states = self._states(current)
+        starts = self.layers[np.asarray(rest)]
+        scores = np.empty(len(rest))
+        step = self.adapter.rows_per_pass(self.inputs)
+        for start in np.unique(starts):
+            rows = np.flatnonzero(starts == start)
+            for lo in range(0, len(rows), step):
+                chunk = rows[lo : lo + step]
+                if start == 0:
+                    logits = self.masked.run(self.inputs, trial[chunk])
+                else:
+                    state = states[start]
+                    logits = self.masked.run_from(int(start), state.expand(len(chunk), *state.shape[1:]).contiguous(),
+                                                  self.trace._calls, self.inputs, trial[chunk])
+                with torch.no_grad():
+                    scores[chunk] = self.adapter.output(logits, target, output).cpu().numpy()
+        return scores
+
+
 def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequence[Component] | None = None,
                    corrupted: Example | None = None, threshold: float = 0.8, max_size: int | None = None,
                    n_controls: int = 20, seed: int = 0, output: OutputSpace = "logit_diff") -> Circuit:
@@ -109,6 +178,7 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
         nec = (clean - f(~sets)) / gap
         return suff, nec
 
+    resumed = _Resumed(adapter, masked, inputs, [c.layer for c in candidates])
     chosen: list[int] = []
     history = []
     suff = nec = 0.0
@@ -117,7 +187,8 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
         trial = np.zeros((len(rest), n), dtype=bool)
         trial[:, chosen] = True
         trial[np.arange(len(rest)), rest] = True
-        best = rest[int(np.argmax(f(trial)))]
+        scores = resumed.step(trial, rest, target, output) if resumed.ok else f(trial)
+        best = rest[int(np.argmax(scores))]
         chosen.append(best)
         current = np.zeros((1, n), dtype=bool)
         current[0, chosen] = True

@@ -244,6 +244,17 @@ class MaskedAblation:
             logits = self.adapter.run(repeat_inputs(inputs, keep_t.shape[0]))
         return logits
 
+    def run_from(self, start: int, state: torch.Tensor, layer_calls: Any, inputs: dict[str, torch.Tensor],
+                 keep: np.ndarray) -> torch.Tensor:
+        """Logits of the rows of ``keep`` computed from block ``start`` on ``state`` (the input
+        of that block, one row per row of ``keep``): :meth:`run` without the blocks before
+        ``start``, for rows that agree with the run ``state`` came from before that block."""
+        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.adapter.device)
+        hooks = [self._hook(layer, idx, keep_t) for layer, idx in self.by_layer.items() if layer >= start]
+        with torch.no_grad(), hooked(self.adapter.model, hooks):
+            logits: torch.Tensor = self.adapter.resume(start, state, layer_calls, inputs)
+        return logits
+
     def _hook(self, layer: int, idx: list[int], keep: torch.Tensor) -> Hook:
         first = self.candidates[idx[0]]
         where = self.adapter.site(first)
