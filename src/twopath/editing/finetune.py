@@ -46,9 +46,11 @@ _REUSE: ContextVar[dict[tuple[Any, ...], tuple[tuple[Any, ...], Any, Any]] | Non
 @contextmanager
 def reuse_encodings() -> Iterator[None]:
     """Inside the block, encoding the same input lists again (by identity: the task's groups and
-    inputs, which a comparison measures after every edit) returns the first encoding. Encoding
-    does not depend on the weights (tokenization; the tabular preprocessing), so the numbers are
-    the same; a comparison of ten edits encoded its held-out groups about 150 times without it."""
+    inputs, which a comparison measures after every edit) returns the first encoding, and every
+    edit of the same task reuses the original model's outputs it starts from. Encoding does not
+    depend on the weights (tokenization; the tabular preprocessing) and every edit of a comparison
+    starts from the original weights, so the numbers are the same; a comparison of ten loan edits
+    encoded its held-out groups about 150 times without it."""
     token = _REUSE.set({})
     try:
         yield
@@ -147,12 +149,23 @@ def logits_of(adapter: Any, inputs: Inputs | Sequence[Any], grad: bool = False, 
             return torch.zeros(0, len(adapter.labels))
         inputs = encode(adapter, inputs)
     n = int(next(iter(inputs.values())).shape[0])
+    order = _by_length(adapter, inputs) if n > batch_size else torch.arange(n)
     chunks = []
     with torch.set_grad_enabled(grad):
         for start in range(0, n, batch_size):
-            index = torch.arange(start, min(n, start + batch_size))
-            chunks.append(adapter.run(rows_of(adapter, inputs, index)).float())
-    return torch.cat(chunks)
+            chunks.append(adapter.run(rows_of(adapter, inputs, order[start : start + batch_size])).float())
+    out = torch.cat(chunks)
+    return out if n <= batch_size else out[torch.argsort(order.to(out.device))]
+
+
+def _by_length(adapter: Any, inputs: Inputs) -> torch.Tensor:
+    """Row order shortest first (text), so each chunk pads only to its own longest row; rows in
+    input order for inputs without positions."""
+    weights = adapter.position_mask(inputs)
+    n = int(next(iter(inputs.values())).shape[0])
+    if weights is None or weights.dim() != 2:
+        return torch.arange(n)
+    return torch.argsort((weights > 0).sum(1).cpu(), stable=True)
 
 
 def group_loss(adapter: Any, batch: GroupBatch, reference: torch.Tensor, target: int,
@@ -293,13 +306,15 @@ class LocalizedFineTuning:
 
     Settings: ``steps`` (most Adam steps), ``lr``, ``forget_weight`` and ``maintain_weight``,
     ``batch_groups`` (groups per step; ``None``: all), ``tol`` (early stop: the relative forget
-    loss on the whole training set below it, checked every ``check_every`` steps) and ``seed``.
+    loss on the training groups below it, checked every ``check_every`` steps on the first
+    ``check_groups`` of them, ``None``: all) and ``seed``.
     The defaults (Adam lr 0.01, up to 200 steps, maintain weight 5) were chosen on the loan MLP's
     credit-score edit: with maintain weight 1 the 4-neuron edits collapsed towards one decision.
     """
 
     def __init__(self, steps: int = 200, lr: float = 1e-2, forget_weight: float = 1.0, maintain_weight: float = 5.0,
-                 batch_groups: int | None = None, tol: float = 1e-3, check_every: int = 10, seed: int = 0):
+                 batch_groups: int | None = None, tol: float = 1e-3, check_every: int = 10,
+                 check_groups: int | None = None, seed: int = 0):
         self.steps = steps
         self.lr = lr
         self.forget_weight = forget_weight
@@ -307,6 +322,7 @@ class LocalizedFineTuning:
         self.batch_groups = batch_groups
         self.tol = tol
         self.check_every = check_every
+        self.check_groups = check_groups
         self.seed = seed
 
     def settings(self) -> dict[str, Any]:
@@ -322,14 +338,16 @@ class LocalizedFineTuning:
 
     def edit(self, adapter: Any, task: EditTask, mask: ParameterMask) -> EditResult:
         self._check(task, mask)
-        singles = reused(adapter, ("singles", task.maintain), lambda: [[m] for m in task.maintain])
-        groups = [*task.train_groups, *singles]
-        whole = GroupBatch.of(adapter, task.train_groups, singles)
-        reference = torch.softmax(logits_of(adapter, whole.inputs), -1).detach()
-        train, train_rows = whole.select(adapter, range(len(task.train_groups)))
-        train_ref = reference[train_rows.to(reference.device)]
-        _, initial, _ = group_loss(adapter, train, train_ref, task.target, 1.0, 0.0, grad=False)
+        groups, whole, reference, train, train_ref, initial = reused(adapter, ("edit-start", task),
+                                                                      lambda: _start(adapter, task))
+        n_check = min(len(task.train_groups), self.check_groups or len(task.train_groups))
+        check, check_ref = train, train_ref
+        if n_check < len(task.train_groups):
+            check, check_rows = whole.select(adapter, range(n_check))
+            check_ref = reference[check_rows.to(reference.device)]
         scale = max(initial, 1e-8)
+        check_scale = scale if check is train else max(
+            group_loss(adapter, check, check_ref, task.target, 1.0, 0.0, grad=False)[1], 1e-8)
         order = np.random.default_rng(self.seed).permutation
         size = self.batch_groups or len(groups)
         per_epoch = -(-len(groups) // size)
@@ -353,7 +371,7 @@ class LocalizedFineTuning:
         def stop(run: int) -> bool:
             if run % self.check_every:
                 return False
-            _, f, _ = group_loss(adapter, train, train_ref, task.target, 1.0, 0.0, grad=False, scale=scale)
+            _, f, _ = group_loss(adapter, check, check_ref, task.target, 1.0, 0.0, grad=False, scale=check_scale)
             return f < self.tol
 
         start = time.perf_counter()
@@ -362,6 +380,20 @@ class LocalizedFineTuning:
         if not outside:
             raise RuntimeError("localized fine-tuning changed a parameter outside its mask (a bug in twopath)")
         return EditResult(mask, values, self.settings(), steps, seconds, changed, outside, history)
+
+
+def _start(adapter: Any, task: EditTask) -> tuple[list[Group], GroupBatch, torch.Tensor, GroupBatch, torch.Tensor, float]:
+    """What every edit of ``task`` starts from: the groups (training groups, then each maintain
+    input as a group of one), their batch, the original model's probabilities, the training
+    groups' sub-batch with its probabilities, and the original forget term."""
+    singles = [[m] for m in task.maintain]
+    groups = [*task.train_groups, *singles]
+    whole = GroupBatch.of(adapter, groups)
+    reference = torch.softmax(logits_of(adapter, whole.inputs), -1).detach()
+    train, train_rows = whole.select(adapter, range(len(task.train_groups)))
+    train_ref = reference[train_rows.to(reference.device)]
+    _, initial, _ = group_loss(adapter, train, train_ref, task.target, 1.0, 0.0, grad=False)
+    return groups, whole, reference, train, train_ref, initial
 
 
 def relearn(adapter: Any, result: EditResult | None, inputs: Sequence[Any], labels: np.ndarray, steps: int = 20,

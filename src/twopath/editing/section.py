@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,8 @@ class SectionPlan:
     n_random: int = 3
     n_train: int = 1000
     n_heldout: int = 500
+    #: text: most groups per robustness probe (``None``: all)
+    n_robust: int | None = None
     editor: dict[str, Any] = field(default_factory=dict)
     relearning: dict[str, Any] = field(default_factory=dict)
 
@@ -57,13 +59,17 @@ class SectionPlan:
 PLANS = {
     "loan": SectionPlan("neuron", n_train=1000, n_heldout=500),
     "hmda": SectionPlan("neuron", n_train=1000, n_heldout=400),
-    "sentiment": SectionPlan("head", k=2, n_train=120, n_heldout=100,
-                             editor={"steps": 60, "lr": 3e-3, "batch_groups": 32},
-                             relearning={"steps": 10, "lr": 3e-4, "batch_size": 32}),
+    "sentiment": SectionPlan("head", k=2, n_random=2, n_train=80, n_heldout=60, n_robust=40,
+                             editor={"steps": 30, "lr": 3e-3, "batch_groups": 16, "check_groups": 32},
+                             relearning={"steps": 10, "lr": 3e-4, "batch_size": 16}),
 }
 
 
-def run_plan(adapter: Any, task: Any, plan: SectionPlan, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+Say = Callable[[str], None] | None
+
+
+def run_plan(adapter: Any, task: Any, plan: SectionPlan, seed: int, extra: dict[str, Any] | None = None,
+             say: Say = None) -> dict[str, Any]:
     """Every localization at one budget on ``task``; the section dict with its wall and CPU seconds."""
     from twopath.editing.compare import Relearning, compare_localizations
     from twopath.editing.finetune import LocalizedFineTuning
@@ -71,7 +77,7 @@ def run_plan(adapter: Any, task: Any, plan: SectionPlan, seed: int, extra: dict[
     wall, cpu = time.perf_counter(), time.process_time()
     comparison = compare_localizations(adapter, task, kind=plan.kind, k=plan.k, n_random=plan.n_random,
                                        editor=LocalizedFineTuning(**plan.editor, seed=seed),
-                                       relearning=Relearning(**plan.relearning, seed=seed))
+                                       relearning=Relearning(**plan.relearning, seed=seed), say=say)
     timings = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
     return section_dict(comparison, task.meta, timings, extra)
 
@@ -99,17 +105,17 @@ def _plain(value: Any) -> Any:
 
 # --- the reference tasks ----------------------------------------------------------------------
 
-def loan_section(adapter: Any, train: Any, heldout: Any, seed: int = 0) -> dict[str, Any]:
+def loan_section(adapter: Any, train: Any, heldout: Any, seed: int = 0, say: Say = None) -> dict[str, Any]:
     """Make credit scores 720 and 600 indistinguishable for the loan MLP."""
     from twopath.editing.tasks import feature_task
 
     plan = PLANS["loan"]
     task = feature_task(adapter, train, heldout, "credit_score", "approved", values=(720, 600),
                         n_train=plan.n_train, n_heldout=plan.n_heldout, seed=seed)
-    return run_plan(adapter, task, plan, seed)
+    return run_plan(adapter, task, plan, seed, say=say)
 
 
-def hmda_section(adapter: Any, frame: Any, seed: int = 0) -> dict[str, Any]:
+def hmda_section(adapter: Any, frame: Any, seed: int = 0, say: Say = None) -> dict[str, Any]:
     """Remove the ``white`` pathway of the HMDA MLP; held out = the model's own test split."""
     from sklearn.model_selection import train_test_split
 
@@ -119,7 +125,7 @@ def hmda_section(adapter: Any, frame: Any, seed: int = 0) -> dict[str, Any]:
     plan = PLANS["hmda"]
     task = feature_task(adapter, train, heldout, "white", "approve", values=(1, 0), n_train=plan.n_train,
                         n_heldout=plan.n_heldout, seed=seed)
-    return run_plan(adapter, task, plan, seed)
+    return run_plan(adapter, task, plan, seed, say=say)
 
 
 def top_word(result: ExampleResult, train_texts: Sequence[str], heldout_texts: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -140,7 +146,8 @@ def top_word(result: ExampleResult, train_texts: Sequence[str], heldout_texts: S
     raise TwopathError(f"no unit of {main.method}'s ranking is a word found in the held-out and training sentences")
 
 
-def word_section(adapter: Any, result: ExampleResult, train: Any, heldout: Any, seed: int = 0) -> dict[str, Any]:
+def word_section(adapter: Any, result: ExampleResult, train: Any, heldout: Any, seed: int = 0,
+                 say: Say = None) -> dict[str, Any]:
     """Unlearn the seed sentence's top word (text tasks; ``train``/``heldout`` have text and label)."""
     from twopath.editing.tasks import word_task
 
@@ -153,5 +160,6 @@ def word_section(adapter: Any, result: ExampleResult, train: Any, heldout: Any, 
 
     plan = PLANS["sentiment"]
     task = word_task(adapter, train_texts, codes(train["label"]), held_texts, codes(heldout["label"]), word,
-                     n_train=plan.n_train, n_heldout=plan.n_heldout, n_maintain=plan.n_train, seed=seed)
-    return run_plan(adapter, task, plan, seed, source)
+                     n_train=plan.n_train, n_heldout=plan.n_heldout, n_maintain=plan.n_train, n_robust=plan.n_robust,
+                     seed=seed)
+    return run_plan(adapter, task, plan, seed, source, say)

@@ -182,10 +182,12 @@ def _word_groups(texts: Sequence[str], word: str) -> list[Group]:
 
 def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[int], heldout_texts: Sequence[str],
               heldout_labels: Sequence[int], word: str, target: str | int = 1, n_train: int = 200,
-              n_heldout: int = 200, n_maintain: int = 200, n_pairs: int = 4, seed: int = 0) -> EditTask:
+              n_heldout: int = 200, n_maintain: int = 200, n_pairs: int = 4, n_robust: int | None = None,
+              seed: int = 0) -> EditTask:
     """Forget ``word``: a sentence and the same sentence without the word should get the same
     decision. Sentences with the word feed the forget term; as many without it, the maintain
-    term (their original predictions kept)."""
+    term (their original predictions kept). ``n_robust`` caps each robustness probe's groups
+    (``None``: every held-out sentence's)."""
     from twopath.comparisons.edit_test import paraphrases
 
     word = word.strip()
@@ -212,7 +214,8 @@ def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[i
     held_all = rng.permutation(len(heldout_texts))[:n_heldout]
     forms = inflections(word, vocabulary([*train_texts, *heldout_texts]))
     shuffled = [heldout_texts[i] for i in rng.permutation(len(heldout_texts))]
-    inflected = _inflection_groups(shuffled, word, forms, n_heldout)
+    inflected = _inflection_groups(shuffled, word, forms, min(n_heldout, n_robust or n_heldout))
+    cap = slice(None, n_robust)
     pairs = [(t, c) for t in train_sents for c in [_contrast(adapter, t, word)] if c is not None][:n_pairs]
     return EditTask(
         name=f"forget the word {word!r}",
@@ -224,8 +227,8 @@ def word_task(adapter: Any, train_texts: Sequence[str], train_labels: Sequence[i
         heldout_labels=np.asarray(heldout_labels, dtype=int)[held_all],
         maintain=maintain,
         robust_groups={
-            "other casing": [[recase(t, word, s), delete_word(t, word)] for t in held_sents for s in ("upper", "title")],
-            "paraphrases": _word_groups(para, word),
+            "other casing": [[recase(t, word, s), delete_word(t, word)] for t in held_sents for s in ("upper", "title")][cap],
+            "paraphrases": _word_groups(para, word)[cap],
             "new contexts": _word_groups(contexts, word),
             # no inflection in the held-out sentences: an empty probe, its gap reported as absent
             "inflections": inflected,
