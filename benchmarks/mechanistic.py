@@ -348,9 +348,9 @@ EXPLAIN = {
     "(a)": "72 rows of compute; the prefix cache removes ~40% of the layer work, the rest is the rows themselves",
     "(b)": "288 rows x (6 - layer) layers of MLP/attention compute (batch-bound, not call-bound)",
     "(c)": "72 rows of compute; rows for late layers only run the classifier with the prefix cache",
-    "(d)": "a backward pass into every weight and the 30k x 384 embedding table (a batch-2 forward+backward "
-           "with weight gradients measured ~11 F1 here), a Python loop reading 3 slices per component for "
-           "9,360 components, and 5 separate forward passes; the sketch below it does the same work in ~2.5 F1",
+    "(d)": "one forward of [base, source] and one backward to the sites only (autograd.grad, no weight "
+           "gradients), as the sketch below it; building the 9,360 Component objects was half of it until "
+           "the adapter built them once per length (caches(adapter).components)",
     "(e)": "per-call overhead, not arithmetic: one MLP forward is ~60 us, so stacking 192 edit values, "
            "building index tensors and hooks, and 2 chunks of 128 rows cost more than the 192-row forward",
 }

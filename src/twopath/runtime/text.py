@@ -393,6 +393,18 @@ class HFTextClassifier(ModelAdapter):
         return _in_features(self._sites["blocks.0.attn.hook_z"].module) // self.n_heads
 
     def components(self, kind: str, inputs: Inputs | None = None) -> list[Component]:
+        """Every component of ``kind`` (a new list each call; the components are built once per
+        adapter and length: a transformer has thousands of neurons, and a sweep over every site
+        asked for them on each call)."""
+        from twopath.runtime.trace import caches
+
+        n_pos = int(inputs["input_ids"].shape[1]) if kind == "resid" and inputs is not None else None
+        built = caches(self).components
+        if (kind, n_pos) not in built:
+            built[(kind, n_pos)] = self._components(kind, inputs)
+        return list(built[(kind, n_pos)])
+
+    def _components(self, kind: str, inputs: Inputs | None) -> list[Component]:
         if kind == "head":
             return [Component("head", layer, h) for layer in range(self.n_layers) for h in range(self.n_heads)]
         if kind == "neuron":

@@ -39,11 +39,13 @@ _MAX_TRACES = 16
 
 @dataclass
 class AdapterCache:
-    """What one adapter has computed and may reuse: traces, evaluators, background means."""
+    """What one adapter has computed and may reuse: traces, evaluators, background means, component lists."""
 
     traces: OrderedDict[Any, Trace] = field(default_factory=OrderedDict)
     evaluators: dict[Any, Any] = field(default_factory=dict)
     means: dict[Any, torch.Tensor] = field(default_factory=dict)
+    #: component lists by (kind, number of positions)
+    components: dict[Any, list[Any]] = field(default_factory=dict)
 
 
 _CACHES: weakref.WeakKeyDictionary[Any, AdapterCache] = weakref.WeakKeyDictionary()
