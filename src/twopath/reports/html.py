@@ -123,6 +123,8 @@ def _edit_context(report: Report) -> dict[str, Any] | None:
 
 
 def _md_cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):  # not measured: an empty cell, as in the HTML
+        return ""
     text = f"{v:.3f}" if isinstance(v, float) else ", ".join(map(str, v)) if isinstance(v, list) else str(v)
     return md_text(text)
 
