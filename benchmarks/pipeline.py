@@ -72,11 +72,14 @@ def end_to_end(work: Path) -> list[tuple[str, float, float, str]]:
     rows.append(("explain, tiny random BERT (default methods)",
                  *run(["explain", "--model", str(model), "--text", "the movie was good fun", "--out", str(work / "tiny"), "-q"]),
                  "<= 10 s"))
-    rows.append(("reproduce loan, seed example", *run(["reproduce", "loan", "--dataset-size", "0", "--out", str(work), "-q"]),
-                 "<= 10 s"))
+    rows.append(("reproduce loan, seed example", *run(["reproduce", "loan", "--dataset-size", "0", "--no-edit",
+                                                       "--out", str(work), "-q"]), "<= 10 s"))
+    rows.append(("reproduce loan, seed example + edit section", *run(["reproduce", "loan", "--dataset-size", "0",
+                                                                      "--out", str(work), "-q"]), "-"))
     if zoo.cached("sentiment-minilm", zoo.sentiment_model_key(0)) is not None:
         rows.append(("reproduce sentiment, seed example",
-                     *run(["reproduce", "sentiment", "--dataset-size", "0", "--out", str(work), "-q"]), "<= 30 s"))
+                     *run(["reproduce", "sentiment", "--dataset-size", "0", "--no-edit", "--out", str(work), "-q"]),
+                     "<= 30 s"))
     else:
         print("(reproduce sentiment skipped: the fine-tuned MiniLM is not cached yet; `make demo` trains it)")
     return rows
@@ -86,7 +89,7 @@ def phases(task: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The seed example's step timings and cost table, run in this process (warm imports)."""
     from twopath.seed.tasks import run_task
 
-    report = run_task(task, dataset_size=0, say=lambda _: None)
+    report = run_task(task, dataset_size=0, say=lambda _: None, edit=False)
     tables = report.examples[0].tables
     return tables["timings"], tables["costs"]
 
