@@ -268,3 +268,16 @@ def test_over_long_text_is_an_error_unless_truncate(bert16, tmp_path):
     dropped = truncate_text(HFTextClassifier.from_pretrained(bert16), LONG).dropped_tokens
     notes = doc["examples"][0]["notes"]
     assert any(f"{dropped} tokens" in n and "--truncate" in n for n in notes), notes
+
+
+def test_position_groups_beyond_the_cap_are_spans_of_consecutive_words():
+    from twopath.mechanistic.ablation import spans
+
+    words = [[0], *[[1 + 2 * i, 2 + 2 * i] for i in range(100)], [201]]  # CLS, 100 two-token words, SEP
+    merged = spans(words, 10)
+    assert len(merged) == 10 and merged[0] == [0] and merged[-1] == [201]  # where the model reads stays alone
+    assert [p for g in merged for p in g] == list(range(202))  # every position once, in order
+    sizes = [len(g) for g in merged[1:-1]]
+    assert max(sizes) - min(sizes) <= 2  # runs of nearly equal length, words never split
+    assert all(len(g) % 2 == 0 for g in merged[1:-1])
+    assert spans(words[:5], 10) == words[:5]

@@ -31,7 +31,11 @@ of positions, so it grows with the square of the length. Beyond ``GROUP_ABOVE_TO
 positions, position ablation (and per-position patching) **group positions by word** — the units
 the report shows: one row ablates every token of a word at once (special tokens and a prompt's
 template stay one position each), named by the word's first position; ``meta["position_groups"]``
-lists the positions of each group. Rows run in batches of the adapter's memory budget
+lists the positions of each group. Grouping by word alone leaves the sweep quadratic (a 256-token
+passage has ~190 words), so beyond ``MAX_POSITION_GROUPS`` (64) groups the words are merged into
+that many spans of consecutive words, the first and the last position (where an encoder and a
+decoder read) staying alone: the rows then stop growing with the length and the sweep grows
+linearly, through the cost of a row. Rows run in batches of the adapter's memory budget
 (:meth:`~twopath.runtime.adapter.ModelAdapter.chunk`).
 """
 
@@ -56,6 +60,8 @@ from twopath.types import Component, Example, TwopathError
 MODES = ("zero", "mean", "resample")
 #: per-position sweeps group tokens by word beyond this many positions
 GROUP_ABOVE_TOKENS = 128
+#: ... and merge the words into at most this many spans of consecutive words
+MAX_POSITION_GROUPS = 64
 
 
 def position_groups(adapter: Any, example: Example, n_positions: int,
@@ -81,7 +87,16 @@ def position_groups(adapter: Any, example: Example, n_positions: int,
         else:
             index[unit] = len(groups)
             groups.append([p])
-    return groups
+    return spans(groups, MAX_POSITION_GROUPS)
+
+
+def spans(groups: list[list[int]], most: int) -> list[list[int]]:
+    """At most ``most`` groups: the first and last stay alone, the ones between are merged into
+    runs of consecutive groups of (nearly) equal count."""
+    if len(groups) <= most or most < 3:
+        return groups
+    middle = np.array_split(np.arange(1, len(groups) - 1), most - 2)
+    return [groups[0], *[[p for i in run for p in groups[i]] for run in middle if len(run)], groups[-1]]
 
 
 def grouped(components: list[Component], groups: list[list[int]] | None) -> tuple[list[Component], list[list[Component]]]:
