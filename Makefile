@@ -24,14 +24,16 @@ install: $(VENV)/.installed  ## create .venv and install twopath with its dev to
 
 DEMO_SENTENCES ?= 20
 DEMO_APPLICANTS ?= 100
+# the loan edit table (every localization fine-tuned at one budget: about 17-19 CPU s); --no-edit drops it
+DEMO_LOAN_EDIT ?= --edit
 
-demo: install  ## the two seed examples, with small dataset sections, in $(OUT)/ (minutes; see README)
+demo: install  ## the two seed examples, with small dataset sections (loan with its edit table), in $(OUT)/ (minutes; see README)
 	$(VENV)/bin/twopath reproduce sentiment --out $(OUT) --seed $(SEED) --dataset-size $(DEMO_SENTENCES)
-	$(VENV)/bin/twopath reproduce loan --out $(OUT) --seed $(SEED) --dataset-size $(DEMO_APPLICANTS)
+	$(VENV)/bin/twopath reproduce loan --out $(OUT) --seed $(SEED) --dataset-size $(DEMO_APPLICANTS) $(DEMO_LOAN_EDIT)
 	@echo "open $(OUT)/sentiment/report.html and $(OUT)/loan/report.html (everything: make demo-full)"
 
-demo-full: install  ## every task at its full dataset size: sentiment, loan, hmda, the decoder, agreement
-	$(VENV)/bin/twopath reproduce all --out $(OUT) --seed $(SEED)
+demo-full: install  ## every task at its full dataset size, with the edit tables (the MiniLM word edit too): sentiment, loan, hmda, the decoder, agreement
+	$(VENV)/bin/twopath reproduce all --out $(OUT) --seed $(SEED) --edit
 	$(VENV)/bin/twopath reproduce sentiment-gpt2 --out $(OUT) --seed $(SEED)
 	$(VENV)/bin/twopath reproduce agreement --out $(OUT) --seed $(SEED)
 

@@ -13,7 +13,10 @@ Cases:
 * ``hmda`` — remove the ``white`` pathway of the HMDA Boston MLP (neurons; run when the reference
   model is already cached, never trained here);
 * ``text`` — unlearn the seed sentence's top word (by occlusion; "good" on the reference
-  models) in the tiny reference BERT (heads; when cached).
+  models) in the tiny reference BERT (heads; when cached);
+* ``minilm`` — the sentiment task's edit section on the reference MiniLM: the seed sentence's
+  top word by SHAP, with the section's plan (``twopath.editing.section.PLANS["sentiment"]``;
+  when cached; minutes, so not in the default ``--cases``).
 
 Run with ``make bench`` or ``python benchmarks/editing.py [--out DIR] [--cases loan,hmda,text]``.
 ``TWOPATH_BENCH_THREADS`` sets torch's thread count (default 1: steadier ratios on a busy machine).
@@ -89,20 +92,38 @@ def text_case() -> tuple[Any, Any, dict[str, Any]]:
                            "relearning": Relearning(steps=10, lr=3e-4, batch_size=32)}
 
 
-def seed_top_word(adapter: Any) -> str:
-    """The seed sentence's top word by occlusion (the word the model leans on, from the run)."""
+def minilm_case() -> tuple[Any, Any, dict[str, Any]]:
+    from twopath.datasets import sentiment
+    from twopath.editing.section import PLANS
+    from twopath.runtime.text import HFTextClassifier
+
+    adapter = HFTextClassifier.from_pretrained(zoo.sentiment_model())
+    train, test = sentiment.split(seed=0)
+    adapter.background = list(test["text"].sample(64, random_state=0))
+    labels = {name: i for i, name in enumerate(sentiment.LABELS)}
+    plan = PLANS["sentiment"]
+    task = word_task(adapter, train["text"], train["label"].map(labels), test["text"], test["label"].map(labels),
+                     seed_top_word(adapter, "shap"), n_train=plan.n_train, n_heldout=plan.n_heldout,
+                     n_maintain=plan.n_train, n_robust=plan.n_robust)
+    return adapter, task, {"kind": plan.kind, "k": plan.k, "n_random": plan.n_random,
+                           "editor": LocalizedFineTuning(**plan.editor), "relearning": Relearning(**plan.relearning)}
+
+
+def seed_top_word(adapter: Any, method: str = "occlusion") -> str:
+    """The seed sentence's top word by ``method`` (the word the model leans on, from the run)."""
     from twopath.attribution import ATTRIBUTION_METHODS
     from twopath.datasets import sentiment
 
     example = Example(sentiment.SEED_EXAMPLE_ID, sentiment.SEED_SENTENCE)
     predicted = adapter.labels[int(adapter.logits(adapter.inputs(example)).argmax())]
-    attribution = ATTRIBUTION_METHODS.create("occlusion").attribute(adapter, example, target=predicted)
+    attribution = ATTRIBUTION_METHODS.create(method).attribute(adapter, example, target=predicted)
     word = attribution.units[attribution.ranking()[0]]
-    print(f"[text] the seed sentence's top word by occlusion: {word!r}")
+    print(f"[text] the seed sentence's top word by {method}: {word!r}")
     return word
 
 
-CASES = {"loan": (loan_case, "loan-mlp"), "hmda": (hmda_case, "hmda-mlp"), "text": (text_case, "sentiment-tiny-bert")}
+CASES = {"loan": (loan_case, "loan-mlp"), "hmda": (hmda_case, "hmda-mlp"), "text": (text_case, "sentiment-tiny-bert"),
+         "minilm": (minilm_case, "sentiment-minilm")}
 
 
 def run_case(name: str, out: Path | None) -> pd.DataFrame | None:
@@ -113,7 +134,7 @@ def run_case(name: str, out: Path | None) -> pd.DataFrame | None:
     adapter, task, options = build()
     f1 = forward_seconds(adapter, Example("f1", task.heldout[0]))
     start = time.perf_counter()
-    comparison = compare_localizations(adapter, task, n_random=3, **options)
+    comparison = compare_localizations(adapter, task, **{"n_random": 3, **options})
     total = time.perf_counter() - start
     frame = comparison.summary()
     frame["localize_F1"] = frame["localize_seconds"] / f1

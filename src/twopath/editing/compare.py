@@ -263,12 +263,14 @@ def compare_localizations(adapter: Any, task: EditTask, *, kind: str | None = No
                           k: int = 4, localizations: Sequence[str] = LOCALIZATIONS, n_random: int = 3,
                           editor: LocalizedFineTuning | None = None, relearning: Relearning | None = None,
                           extra: dict[str, Sequence[Component]] | None = None,
-                          say: Callable[[str], None] | None = None) -> EditComparison:
+                          say: Callable[[str], None] | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> EditComparison:
     """Edit ``task`` once per localization at one budget and measure each edited model.
 
     ``kind`` defaults to the adapter's component kind; ``budget`` to ``k`` components' worth
     (:func:`default_budget`). ``extra`` adds named component sets of the caller's (ranked as
-    given, filled to the same budget). ``say`` hears one line per finished edit.
+    given, filled to the same budget). ``say`` hears one line per finished edit; ``progress(done,
+    total)`` is called after each edit.
     """
     kind = kind or adapter.default_component
     editor = editor or LocalizedFineTuning()
@@ -276,14 +278,15 @@ def compare_localizations(adapter: Any, task: EditTask, *, kind: str | None = No
     budget = check_budget(adapter, budget if budget is not None else default_budget(adapter, kind, k))
     with reuse_encodings():
         rows = _edit_rows(adapter, task, kind, budget, localizations, n_random, editor, relearning, extra,
-                          say or (lambda _: None))
+                          say or (lambda _: None), progress or (lambda done, total: None))
     settings = {"editor": editor.settings(), "relearning": vars(relearning), "k": k, "n_random": n_random}
     return EditComparison(task.name, kind, budget, rows, settings)
 
 
 def _edit_rows(adapter: Any, task: EditTask, kind: str, budget: int, localizations: Sequence[str], n_random: int,
                editor: LocalizedFineTuning, relearning: Relearning,
-               extra: dict[str, Sequence[Component]] | None, say: Callable[[str], None]) -> list[EditRow]:
+               extra: dict[str, Sequence[Component]] | None, say: Callable[[str], None],
+               progress: Callable[[int, int], None]) -> list[EditRow]:
     reference = group_mean_decisions(adapter, task.agreement_groups)
     start = time.perf_counter()
     rows = [EditRow("original", None, None, measure(adapter, task, reference, relearning),
@@ -292,6 +295,7 @@ def _edit_rows(adapter: Any, task: EditTask, kind: str, budget: int, localizatio
     ranked = rankings(adapter, task, kind, localizations, n_random, timings)
     for name, extra_components in (extra or {}).items():
         ranked[name] = [(None, list(extra_components))]
+    total = sum(len(runs) for runs in ranked.values())
     for name, runs in ranked.items():
         for seed, ranking in runs:
             start = time.perf_counter()
@@ -303,4 +307,5 @@ def _edit_rows(adapter: Any, task: EditTask, kind: str, budget: int, localizatio
                                 timings.get(name, 0.0) / len(runs)))
             say(f"edit {name}{'' if seed is None else f' (seed {seed})'}: {result.steps} steps, "
                 f"gap {metrics['forget_gap']:.3f}, {rows[-1].seconds:.1f} s")
+            progress(len(rows) - 1, total)
     return rows

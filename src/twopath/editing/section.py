@@ -65,11 +65,12 @@ PLANS = {
 }
 
 
-Say = Callable[[str], None] | None
+#: ``progress(done, total)`` after each edit (the CLI's bar)
+Progress = Callable[[int, int], None] | None
 
 
 def run_plan(adapter: Any, task: Any, plan: SectionPlan, seed: int, extra: dict[str, Any] | None = None,
-             say: Say = None) -> dict[str, Any]:
+             progress: Progress = None) -> dict[str, Any]:
     """Every localization at one budget on ``task``; the section dict with its wall and CPU seconds."""
     from twopath.editing.compare import Relearning, compare_localizations
     from twopath.editing.finetune import LocalizedFineTuning
@@ -77,7 +78,8 @@ def run_plan(adapter: Any, task: Any, plan: SectionPlan, seed: int, extra: dict[
     wall, cpu = time.perf_counter(), time.process_time()
     comparison = compare_localizations(adapter, task, kind=plan.kind, k=plan.k, n_random=plan.n_random,
                                        editor=LocalizedFineTuning(**plan.editor, seed=seed),
-                                       relearning=Relearning(**plan.relearning, seed=seed), say=say)
+                                       relearning=Relearning(**plan.relearning, seed=seed),
+                                       progress=progress)
     timings = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
     return section_dict(comparison, task.meta, timings, extra)
 
@@ -105,17 +107,17 @@ def _plain(value: Any) -> Any:
 
 # --- the reference tasks ----------------------------------------------------------------------
 
-def loan_section(adapter: Any, train: Any, heldout: Any, seed: int = 0, say: Say = None) -> dict[str, Any]:
+def loan_section(adapter: Any, train: Any, heldout: Any, seed: int = 0, progress: Progress = None) -> dict[str, Any]:
     """Make credit scores 720 and 600 indistinguishable for the loan MLP."""
     from twopath.editing.tasks import feature_task
 
     plan = PLANS["loan"]
     task = feature_task(adapter, train, heldout, "credit_score", "approved", values=(720, 600),
                         n_train=plan.n_train, n_heldout=plan.n_heldout, seed=seed)
-    return run_plan(adapter, task, plan, seed, say=say)
+    return run_plan(adapter, task, plan, seed, progress=progress)
 
 
-def hmda_section(adapter: Any, frame: Any, seed: int = 0, say: Say = None) -> dict[str, Any]:
+def hmda_section(adapter: Any, frame: Any, seed: int = 0, progress: Progress = None) -> dict[str, Any]:
     """Remove the ``white`` pathway of the HMDA MLP; held out = the model's own test split."""
     from sklearn.model_selection import train_test_split
 
@@ -125,7 +127,7 @@ def hmda_section(adapter: Any, frame: Any, seed: int = 0, say: Say = None) -> di
     plan = PLANS["hmda"]
     task = feature_task(adapter, train, heldout, "white", "approve", values=(1, 0), n_train=plan.n_train,
                         n_heldout=plan.n_heldout, seed=seed)
-    return run_plan(adapter, task, plan, seed, say=say)
+    return run_plan(adapter, task, plan, seed, progress=progress)
 
 
 def top_word(result: ExampleResult, train_texts: Sequence[str], heldout_texts: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -147,7 +149,7 @@ def top_word(result: ExampleResult, train_texts: Sequence[str], heldout_texts: S
 
 
 def word_section(adapter: Any, result: ExampleResult, train: Any, heldout: Any, seed: int = 0,
-                 say: Say = None) -> dict[str, Any]:
+                 progress: Progress = None) -> dict[str, Any]:
     """Unlearn the seed sentence's top word (text tasks; ``train``/``heldout`` have text and label)."""
     from twopath.editing.tasks import word_task
 
@@ -162,4 +164,4 @@ def word_section(adapter: Any, result: ExampleResult, train: Any, heldout: Any, 
     task = word_task(adapter, train_texts, codes(train["label"]), held_texts, codes(heldout["label"]), word,
                      n_train=plan.n_train, n_heldout=plan.n_heldout, n_maintain=plan.n_train, n_robust=plan.n_robust,
                      seed=seed)
-    return run_plan(adapter, task, plan, seed, source, say)
+    return run_plan(adapter, task, plan, seed, source, progress)

@@ -408,8 +408,8 @@ def edit_tables(edit: dict[str, Any] | None) -> dict[str, Table]:
         if column in frame:
             frame[column] = frame[column].round().astype(int)
     single = frame["n_runs"] <= 1
-    for column in [c for c in frame.columns if c.endswith("_sd")]:  # one run has no spread
-        frame[column] = frame[column].astype(float).mask(single)
+    for column in [c for c in frame.columns if c.endswith("_sd")]:  # one run has no spread: blank
+        frame[column] = ["" if one else v for one, v in zip(single, frame[column].astype(float), strict=True)]
     frame = frame.dropna(axis=1, how="all")
     return {
         "edit": ("Editing: localized fine-tuning, every localization at one budget", _edit_about(edit), frame),

@@ -140,7 +140,8 @@ def sentiment(seed: int = 0, say: Say = print, text: str | None = None, dataset_
         from twopath.editing.section import word_section
 
         say("editing: unlearning the seed sentence's top word at one budget per localization")
-        report.edit = word_section(adapter, result, train_split, test, seed=seed, say=say)
+        report.edit = word_section(adapter, result, train_split, test, seed=seed,
+                                   progress=_labelled(progress, "edits"))
     return report
 
 
@@ -188,7 +189,7 @@ def loan(seed: int = 0, say: Say = print, dataset_size: int | None = None, progr
         from twopath.editing.section import loan_section
 
         say("editing: credit scores 720 vs 600, one budget per localization")
-        report.edit = loan_section(adapter, *data.split(seed=0), seed=seed, say=say)
+        report.edit = loan_section(adapter, *data.split(seed=0), seed=seed, progress=_labelled(progress, "edits"))
     return report
 
 
@@ -230,7 +231,7 @@ def hmda(seed: int = 0, say: Say = print, dataset_size: int | None = None, progr
         from twopath.editing.section import hmda_section
 
         say("editing: removing the white pathway, one budget per localization")
-        report.edit = hmda_section(adapter, frame, seed=seed, say=say)
+        report.edit = hmda_section(adapter, frame, seed=seed, progress=_labelled(progress, "edits"))
     return report
 
 
