@@ -352,7 +352,9 @@ EXPLAIN = {
            "gradients), as the sketch below it; building the 9,360 Component objects was half of it until "
            "the adapter built them once per length (caches(adapter).components)",
     "(e)": "per-call overhead, not arithmetic: one MLP forward is ~60 us, so stacking 192 edit values, "
-           "building index tensors and hooks, and 2 chunks of 128 rows cost more than the 192-row forward",
+           "building index tensors and hooks, and 2 chunks of 128 rows cost more than the 192-row forward; "
+           "NeuronAblation itself now takes the keep-mask path (ablation.each_masked: one hook per layer, "
+           "one 192-row pass), printed as its end-to-end cost",
 }
 
 

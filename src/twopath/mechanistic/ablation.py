@@ -53,7 +53,13 @@ from twopath.mechanistic.base import (
     sweep,
 )
 from twopath.runtime.adapter import OutputSpace
-from twopath.runtime.interventions import Edit, ablate, example_activations, mean_value
+from twopath.runtime.interventions import (
+    Edit,
+    MaskedAblation,
+    ablate,
+    example_activations,
+    mean_value,
+)
 from twopath.runtime.trace import Trace
 from twopath.types import Component, Example, TwopathError
 
@@ -99,6 +105,18 @@ def spans(groups: list[list[int]], most: int) -> list[list[int]]:
     return [groups[0], *[[p for i in run for p in groups[i]] for run in middle if len(run)], groups[-1]]
 
 
+def each_masked(adapter: Any, inputs: dict[str, Any], components: list[Component], target: int,
+                space: OutputSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-ablate each component alone through one keep-mask per row (:class:`MaskedAblation`:
+    one hook per layer blends the whole batch), for models whose blocks are cheaper than the
+    per-edit bookkeeping of :func:`sweep` (an MLP: its 192-neuron sweep was per-call overhead)."""
+    from twopath.mechanistic.circuits import masked_logits
+
+    keep = ~np.eye(len(components), dtype=bool)
+    logits = masked_logits(adapter, MaskedAblation(adapter, components), inputs, keep).float()
+    return adapter.output(logits, target, space).cpu().numpy(), torch.softmax(logits, -1)[:, target].cpu().numpy()
+
+
 def grouped(components: list[Component], groups: list[list[int]] | None) -> tuple[list[Component], list[list[Component]]]:
     """Per-position ``resid`` components merged into one per (layer, group), named by the group's
     first position, with the positions each stands for (other components unchanged)."""
@@ -139,6 +157,9 @@ class _Ablation(InterventionMethod):
         prefix = trace if self.prefix_cache and adapter.resume_pays else None
         if self.mode == "resample":
             outputs, probs = self._resampled(adapter, inputs, components, target, prefix, members)
+        elif (self.mode == "mean" and groups is None and not adapter.resume_pays
+              and all(c.kind == "neuron" for c in components)):
+            outputs, probs = each_masked(adapter, inputs, components, target, self.output)
         else:
             edits = iter(ablate(adapter, [m for part in members for m in part], self.mode))
             rows = [[next(edits) for _ in part] for part in members]

@@ -262,10 +262,14 @@ class MaskedAblation:
         row_keep = keep[:, idx]  # (B, n_units_in_layer)
         head = first.kind == "head"
         key = (layer, "head" if head else "neuron")
+        whole = not head and [self.candidates[i].index for i in idx] == list(range(self.adapter.mlp_width(layer)))
 
         def blend(act: torch.Tensor) -> torch.Tensor:
-            act = act.clone()
             mean = self.means[key]
+            if not head and whole:  # every unit of the layer, in order: one blend, no gathers
+                drop = ~row_keep if act.dim() == 2 else ~row_keep[:, None, :]
+                return torch.where(drop, mean, act)
+            act = act.clone()
             if head:
                 b, t, _ = act.shape
                 view = act.view(b, t, self.adapter.n_heads, -1)
