@@ -24,7 +24,7 @@ install: $(VENV)/.installed  ## create .venv and install twopath with its dev to
 
 DEMO_SENTENCES ?= 20
 DEMO_APPLICANTS ?= 100
-# the loan edit table (every localization fine-tuned at one budget: about 17-19 CPU s); --no-edit drops it
+# the loan edit table (every localization fine-tuned at one budget: about 13-19 CPU s); --no-edit drops it
 DEMO_LOAN_EDIT ?= --edit
 
 demo: install  ## the two seed examples, with small dataset sections (loan with its edit table), in $(OUT)/ (minutes; see README)
