@@ -3,7 +3,11 @@
 Each run is one ``twopath explain`` process (default methods, ``-q``, JSON report) on a
 deterministic text: held-out Rotten Tomatoes reviews of the fixed test split, concatenated in
 order and cut to 6, 12, 24 and 48 words and to 256 tokens of the model's tokenizer; and the same
-48 words on the reference decoder (``sentiment-gpt2``). For each run it prints the wall time,
+48 words on the reference decoder (``sentiment-gpt2``), as its sequence classifier (``48d``) and
+prompted (``48p``: its transformer opened as a causal LM, ``--prompt "Review: {text}\nSentiment:"
+--labels " negative, positive"``; its language-model head is the tied input embedding, never
+trained to answer, so the explanation means nothing, but the cost is that of a prompted
+decision: the template's tokens, the reading position). For each run it prints the wall time,
 the peak resident memory of that process (``os.wait4``), the report's cost table summed per
 phase (input path, internal path; the rest of the wall is loading, comparisons and checks),
 the growth of the wall time against the growth of the number of words, and the goal beside
@@ -34,9 +38,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 #: (wall seconds, peak RSS in GB) per input, from issue 18; None: no goal stated
 GOALS: dict[str, tuple[float | None, float | None]] = {
     "6 words": (None, None), "12 words": (25, 1.0), "24 words": (None, None), "48 words": (80, 1.2),
-    "256 tokens": (360, 2.0), "48 words, decoder": (120, 1.5),
+    "256 tokens": (360, 2.0), "48 words, decoder": (None, None), "48 words, decoder, prompted": (120, 1.5),
 }
-LENGTHS = ("6", "12", "24", "48", "256t", "48d")
+LENGTHS = ("6", "12", "24", "48", "256t", "48d", "48p")
+PROMPT = ["--prompt", "Review: {text}\nSentiment:", "--labels", " negative, positive"]
 
 
 def review_text(n_words: int | None = None, n_tokens: int | None = None, tokenizer: Any = None) -> str:
@@ -71,6 +76,25 @@ def cached_decoder() -> Path | None:
     return zoo.cached(decoder.NAME, decoder.decoder_key(0))
 
 
+def as_causal_lm(decoder: Path, directory: Path) -> Path:
+    """The reference decoder's transformer under a causal-LM head (the tied input embedding), saved
+    in ``directory`` with its tokenizer: what ``--prompt`` opens. Its answers mean nothing (the
+    head never learned to answer), its cost is that of a prompted decision."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    classifier = AutoModelForSequenceClassification.from_pretrained(decoder)
+    config = classifier.config
+    config.architectures = None
+    lm = AutoModelForCausalLM.from_config(config)
+    lm.base_model.load_state_dict(classifier.base_model.state_dict())
+    lm.tie_weights()
+    lm.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(decoder).save_pretrained(directory)
+    return directory
+
+
 def stand_in_minilm(directory: Path) -> Path:
     """The pretrained MiniLM with a random, seeded two-label head (same cost as the reference)."""
     import torch
@@ -90,10 +114,10 @@ def stand_in_minilm(directory: Path) -> Path:
     return directory
 
 
-def run_explain(model: Path, text: str, out: Path) -> dict[str, Any]:
+def run_explain(model: Path, text: str, out: Path, extra: list[str] | None = None) -> dict[str, Any]:
     """One ``twopath explain`` process: wall seconds, its peak RSS and the report's cost table."""
     command = [sys.executable, "-m", "twopath.cli", "explain", "--model", str(model), "--text", text,
-               "--out", str(out), "--format", "json,md", "-q"]
+               "--out", str(out), "--format", "json,md", "-q", *(extra or [])]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -144,7 +168,8 @@ def _goal(value: float, goal: float | None, unit: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default=",".join(LENGTHS),
-                        help="comma-separated: 6, 12, 24, 48 (words), 256t (tokens), 48d (48 words on the decoder)")
+                        help="comma-separated: 6, 12, 24, 48 (words), 256t (tokens), 48d / 48p (48 words on the decoder, "
+                             "as a classifier / prompted)")
     parser.add_argument("--model", type=Path, default=None, help="a sequence classifier folder (default: the reference MiniLM)")
     args = parser.parse_args()
     wanted = [x.strip() for x in args.lengths.split(",") if x.strip()]
@@ -158,36 +183,41 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     print(f"model: {model}")
-    print(f"{'input':<20} {'words':>5} {'wall':>30} {'peak RSS':>30} {'input s':>8} {'internal s':>10} {'F1 ms':>6}  growth")
+    print(f"{'input':<28} {'words':>5} {'wall':>30} {'peak RSS':>30} {'input s':>8} {'internal s':>10} {'F1 ms':>6}  growth")
     previous: tuple[int, float] | None = None
     for length in wanted:
-        target = model
-        if length.endswith("d"):
+        target, extra = model, None
+        if length.endswith(("d", "p")):
             decoder = cached_decoder()
             if decoder is None:
-                print(f"{'48 words, decoder':<20} skipped: the reference decoder is not cached (twopath reproduce sentiment-gpt2)")
+                print(f"{'48 words, decoder':<28} skipped: the reference decoder is not cached (twopath reproduce sentiment-gpt2)")
                 continue
-            target, name, text = decoder, f"{length[:-1]} words, decoder", review_text(int(length[:-1]))
+            prompted = length.endswith("p")
+            target, name, text = (decoder, f"{length[:-1]} words, decoder" + (", prompted" if prompted else ""),
+                                  review_text(int(length[:-1])))
+            extra = PROMPT if prompted else None
+            if prompted:
+                target = as_causal_lm(decoder, work / "decoder-causal-lm")
         elif length.endswith("t"):
             name, text = f"{length[:-1]} tokens", review_text(n_tokens=int(length[:-1]), tokenizer=tokenizer)
         else:
             name, text = f"{length} words", review_text(int(length))
-        run = run_explain(target, text, work / f"out-{length}")
+        run = run_explain(target, text, work / f"out-{length}", extra)
         goal_wall, goal_rss = GOALS.get(name, (None, None))
         if "error" in run:
-            print(f"{name:<20} failed after {run['wall']:.0f} s: {run['error'][0]}")
+            print(f"{name:<28} failed after {run['wall']:.0f} s: {run['error'][0]}")
             continue
         growth = ""
-        if previous is not None and not length.endswith("d"):
+        if previous is not None and not length.endswith(("d", "p")):
             growth = f"x{run['wall'] / previous[1]:.2f} wall for x{run['n_words'] / previous[0]:.2f} words"
-        if not length.endswith("d"):
+        if not length.endswith(("d", "p")):
             previous = (run["n_words"], run["wall"])
-        print(f"{name:<20} {run['n_words']:>5} {_goal(run['wall'], goal_wall, ' s'):>30} {_goal(run['rss_gb'], goal_rss, ' GB'):>30} "
+        print(f"{name:<28} {run['n_words']:>5} {_goal(run['wall'], goal_wall, ' s'):>30} {_goal(run['rss_gb'], goal_rss, ' GB'):>30} "
               f"{run['phases']['input']:>8.1f} {run['phases']['internal']:>10.1f} {1000 * run['f1']:>6.1f}  {growth}")
         capped = [f"{m}: {b['setting']} {b['used']} of {b['full']} ({b['error_name']} {b['error']:.3g})"
                   for m, b in run["budgets"].items() if b.get("capped")]
         if capped:
-            print(f"{'':<20} capped budgets: " + "; ".join(capped))
+            print(f"{'':<28} capped budgets: " + "; ".join(capped))
     print("goal: from 24 words on, wall time grows no faster than the number of words (growth ratio <= word ratio)")
 
 
