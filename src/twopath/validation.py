@@ -303,7 +303,7 @@ METHODS: dict[str, MethodSchema] = {
                                                          "deep", "gradient")}),
         "max_evals": Setting("int", 1, _BIG, optional=True),  # None: the budget rule
         # exact SHAP evaluates 2**n coalitions: above 20 units that is more than a million
-        "exact_max_units": Setting("int", 0, 20),
+        "exact_max_units": Setting("int", 0, 20, optional=True),  # None: 10 words, 12 table features
         "background_size": Setting("int", 1, 100_000),
     }),
     "lime": MethodSchema("attribution", MODALITIES, {
