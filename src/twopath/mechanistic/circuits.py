@@ -83,15 +83,16 @@ class _Resumed:
     resumed from its block (:meth:`~twopath.runtime.adapter.ModelAdapter.resume`, the call
     arguments of the clean run's :class:`~twopath.runtime.trace.Trace`). On a transformer this
     skips about 40 % of a step's block computations; the outputs equal full passes to float
-    tolerance. Used for transformers that can resume (every site of layer ``L`` is inside block
-    ``L``); other models run full passes.
+    tolerance. Used where resuming pays and is possible (``adapter.resume_pays`` and
+    ``can_resume()``: transformers, whose sites of layer ``L`` are inside block ``L``); an MLP's
+    layers are cheaper than the extra calls, so there every row is a full pass.
     """
 
     def __init__(self, adapter: Any, masked: MaskedAblation, inputs: dict[str, Any], layers: Sequence[int]):
         from twopath.runtime.trace import Trace
 
         self.adapter, self.masked, self.inputs, self.layers = adapter, masked, inputs, np.asarray(layers)
-        self.ok = adapter.modality == "text" and adapter.can_resume() and adapter.n_layers > 1
+        self.ok = adapter.resume_pays and adapter.can_resume() and adapter.n_layers > 1
         self.trace = Trace(adapter, inputs) if self.ok else None
         if self.trace is not None:
             self.trace.prepare_resume()  # the clean call arguments, recorded before any hook
