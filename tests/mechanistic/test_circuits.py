@@ -38,7 +38,7 @@ def test_resumed_trial_rows_equal_full_passes(adapter, chosen):
         inputs = adapter.forward_inputs(Example("t", TEXT))
         candidates = adapter.components("head")
         masked = MaskedAblation(adapter, candidates)
-        resumed = _Resumed(adapter, masked, inputs, [c.layer for c in candidates])
+        resumed = _Resumed(adapter, masked, Example("t", TEXT), [c.layer for c in candidates])
         assert resumed.ok  # every family here can resume
         trial, rest = _trial(len(candidates), chosen)
         full = adapter.output(masked_logits(adapter, masked, inputs, trial), 1, "logit_diff").cpu().numpy()

@@ -88,12 +88,13 @@ class _Resumed:
     layers are cheaper than the extra calls, so there every row is a full pass.
     """
 
-    def __init__(self, adapter: Any, masked: MaskedAblation, inputs: dict[str, Any], layers: Sequence[int]):
+    def __init__(self, adapter: Any, masked: MaskedAblation, example: Example, layers: Sequence[int]):
         from twopath.runtime.trace import Trace
 
-        self.adapter, self.masked, self.inputs, self.layers = adapter, masked, inputs, np.asarray(layers)
+        self.adapter, self.masked, self.layers = adapter, masked, np.asarray(layers)
         self.ok = adapter.resume_pays and adapter.can_resume() and adapter.n_layers > 1
-        self.trace = Trace(adapter, inputs) if self.ok else None
+        self.trace = Trace.of(adapter, example) if self.ok else None  # the example's one clean run
+        self.inputs = self.trace.inputs if self.trace is not None else adapter.forward_inputs(example)
         if self.trace is not None:
             self.trace.prepare_resume()  # the clean call arguments, recorded before any hook
 
@@ -179,7 +180,7 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
         nec = (clean - f(~sets)) / gap
         return suff, nec
 
-    resumed = _Resumed(adapter, masked, inputs, [c.layer for c in candidates])
+    resumed = _Resumed(adapter, masked, example, [c.layer for c in candidates])
     chosen: list[int] = []
     history = []
     suff = nec = 0.0
