@@ -100,24 +100,9 @@ class _Resumed:
 
     def _states(self, keep: np.ndarray) -> list[Any]:
         """The state entering every block on the run that keeps ``keep`` (one row)."""
-        import torch
+        from twopath.runtime.trace import block_inputs
 
-        states: list[Any] = [None] * self.adapter.n_layers
-        handles = []
-
-        def grab(i: int) -> Any:
-            def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-                states[i] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
-            return hook
-
-        try:
-            for i, block in enumerate(self.adapter.layer_modules):
-                handles.append(block.register_forward_pre_hook(grab(i), with_kwargs=True))
-            with torch.no_grad():
-                self.masked.run(self.inputs, keep[None])
-        finally:
-            for handle in handles:
-                handle.remove()
+        states, _, _ = block_inputs(self.adapter, lambda: self.masked.run(self.inputs, keep[None]))
         return states
 
     def step(self, trial: np.ndarray, rest: Sequence[int], target: int, output: OutputSpace) -> np.ndarray:

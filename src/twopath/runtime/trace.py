@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,33 +135,11 @@ class Trace:
     def _record_states(self) -> None:
         """One clean pass recording the input (and call arguments) of every block."""
         self._check_clean()
-        adapter = self.adapter
-        blocks = adapter.layer_modules
-        states: list[torch.Tensor | None] = [None] * (len(blocks) + 1)
-        calls: list[Any] = [None] * len(blocks)
-        handles = []
-
-        def grab(i: int) -> Any:
-            def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-                hidden = args[0] if args else kwargs["hidden_states"]
-                states[i] = hidden.detach().clone()
-                calls[i] = (tuple(args), {k: v for k, v in kwargs.items() if k != "hidden_states"})
-            return hook
-
-        try:
-            for i, block in enumerate(blocks):
-                handles.append(block.register_forward_pre_hook(grab(i), with_kwargs=True))
-            with torch.no_grad():
-                logits = adapter.run(self.inputs).float()
-        finally:
-            for handle in handles:
-                handle.remove()
-        if any(s is None for s in states[:-1]):
-            raise RuntimeError("trace: not every block ran on the clean input")
-        self._states = [s for s in states if s is not None]
+        states, calls, logits = block_inputs(self.adapter, lambda: self.adapter.run(self.inputs))
+        self._states = states
         self._calls = calls
         if self._logits is None:
-            self._logits = logits
+            self._logits = logits.float()
 
     def run_from(self, start: int, n: int) -> torch.Tensor:
         """Logits of ``n`` copies of the input computed from block ``start`` on (hooks apply)."""
@@ -173,6 +151,36 @@ class Trace:
         assert self._calls is not None
         state = self._states[start]
         return adapter.resume(start, state.expand(n, *state.shape[1:]).contiguous(), self._calls, self.inputs)
+
+
+def block_inputs(adapter: ModelAdapter, run: Callable[[], torch.Tensor]
+                 ) -> tuple[list[torch.Tensor], list[tuple[tuple[Any, ...], dict[str, Any]]], torch.Tensor]:
+    """What enters every block during ``run()`` (a pass of batch one, under whatever hooks the
+    caller has registered): the hidden state and the other call arguments of each block, and the
+    pass's logits. The states are what :meth:`ModelAdapter.resume` starts from."""
+    blocks = adapter.layer_modules
+    states: list[torch.Tensor | None] = [None] * len(blocks)
+    calls: list[Any] = [None] * len(blocks)
+    handles = []
+
+    def grab(i: int) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            states[i] = hidden.detach().clone()
+            calls[i] = (tuple(args), {k: v for k, v in kwargs.items() if k != "hidden_states"})
+        return hook
+
+    try:
+        for i, block in enumerate(blocks):
+            handles.append(block.register_forward_pre_hook(grab(i), with_kwargs=True))
+        with torch.no_grad():
+            logits = run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if any(s is None for s in states):
+        raise RuntimeError("trace: not every block ran on the input")
+    return [s for s in states if s is not None], calls, logits
 
 
 def record(adapter: ModelAdapter, inputs: Inputs, names: Sequence[str],
