@@ -104,10 +104,15 @@ def html_report(report: Report) -> str:
 
     env = Environment(loader=PackageLoader("twopath.reports", "templates"), autoescape=select_autoescape(["html", "j2"]))
     template = env.get_template("report.html.j2")
-    dataset = [{"name": name, "title": title, "about": about, "table": _html_table(frame)}
-               for name, (title, about, frame) in dataset_tables(report.dataset).items()]
+    dataset = _table_blocks(dataset_tables(report.dataset))
     return template.render(report=report, examples=[example_context(e) for e in report.examples], dataset=dataset,
                            edit=_edit_context(report), version=__version__)
+
+
+def _table_blocks(tables: dict[str, Any]) -> list[dict[str, Any]]:
+    """Report-level tables as the template's blocks (name, title, about, HTML table)."""
+    return [{"name": name, "title": title, "about": about, "table": _html_table(frame)}
+            for name, (title, about, frame) in tables.items()]
 
 
 def _edit_context(report: Report) -> dict[str, Any] | None:
@@ -117,9 +122,7 @@ def _edit_context(report: Report) -> dict[str, Any] | None:
     tables = edit_tables(report.edit)
     if not tables:
         return None
-    blocks = [{"name": name, "title": title, "about": about, "table": _html_table(frame)}
-              for name, (title, about, frame) in tables.items()]
-    return {"blocks": blocks, "figure": edit_figure(report.edit)}
+    return {"blocks": _table_blocks(tables), "figure": edit_figure(report.edit)}
 
 
 def _md_cell(v: Any) -> str:
