@@ -26,6 +26,11 @@ state (gain 1, shift 0). The draws come from one seeded generator, so the check 
 Every step works on a deep copy of the adapter: the original model is never touched, and the
 copy's cache (traces and the coalition evaluators shared by SHAP, LIME and occlusion) is
 dropped before each explanation, so no method is served the original model's outputs.
+
+The blocks below a step's randomized ones are still the original's, so on transformers every
+perturbation row of a step resumes from the original model's state entering the first randomized
+block, computed once per row for the whole check (:mod:`twopath.runtime.prefix`): the same logits
+for about half the block computations of full passes.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import torch
 from torch import nn
 
 from twopath.metrics import spearman, top_k_jaccard
+from twopath.runtime.prefix import SharedPrefix
 from twopath.runtime.text import _under
 from twopath.runtime.trace import forget
 from twopath.types import TwopathError
@@ -182,11 +188,14 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
     n = _n_steps(n_steps, len(blocks))
     explained = _explained_steps(at_steps, n)
     original = _as_scores(explain(adapter))
+    starts = {step: _first_random_block(adapter, blocks[:step]) for step in explained}
+    prefix = shared_prefix(adapter, [s for s in starts.values() if s is not None])
     rows: list[dict[str, Any]] = []
     for repeat in range(repeats):
         base = {"repeat": repeat, "seed": seed + repeat}
         rows += [{**base, **_compare(m, 0, "none", s, s, k)} for m, s in original.items()]
         clone = detached_copy(adapter)
+        clone.shared_prefix = prefix
         generator = torch.Generator().manual_seed(seed + repeat)
         labels: list[str] = []
         for step, (label, prefixes) in enumerate(blocks[:n], start=1):
@@ -195,6 +204,8 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
             if step not in explained:
                 continue
             clear_caches(clone)  # the previous step's memoized outputs belong to another model
+            if prefix is not None:
+                prefix.start = starts[step]
             scores = _as_scores(explain(clone), original)
             rows += [{**base, **_compare(m, step, "+".join(labels), original[m], scores[m], k)} for m in original]
     frame = pd.DataFrame(rows)
@@ -205,6 +216,26 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
     frame.attrs.update({"threshold": threshold, "seed": seed, "repeats": repeats, "n_steps": n,
                         "layers": [b[0] for b in blocks]})
     return frame
+
+
+def shared_prefix(adapter: Any, depths: Sequence[int]) -> SharedPrefix | None:
+    """The cascade's shared clean prefix (:mod:`twopath.runtime.prefix`) where resuming a pass
+    at a block pays (transformers; an MLP's layers cost less than the extra calls)."""
+    if not depths or not getattr(adapter, "resume_pays", False) or not adapter.can_resume():
+        return None
+    return SharedPrefix(adapter, depths)
+
+
+def _first_random_block(adapter: Any, randomized: Sequence[Block]) -> int | None:
+    """The lowest block a copy with ``randomized`` layers no longer shares with ``adapter`` (the
+    number of blocks when only the head is random); ``None`` when the embeddings are random."""
+    labels = [label for label, _ in randomized]
+    if "embeddings" in labels:
+        return None
+    layers = [int(label[1:]) for label in labels if label.startswith("L") and label[1:].isdigit()]
+    if len(layers) + labels.count("head") != len(labels):
+        return None  # a block this function does not know: share nothing
+    return min(layers, default=adapter.n_layers)
 
 
 def _explained_steps(at_steps: Sequence[int] | None, n: int) -> set[int]:

@@ -253,14 +253,19 @@ class ModelAdapter(ABC):
         wanted = requested or self.batch_size or max(n, 1)
         return max(1, min(wanted, self.rows_per_pass(inputs)))
 
+    #: where set, :meth:`logits` runs its chunks through it: a damaged copy's rows resumed from
+    #: the original model's states (:class:`twopath.runtime.prefix.SharedPrefix`, the sanity check)
+    shared_prefix: Any = None
+
     @torch.no_grad()
     def logits(self, inputs: Inputs, batch_size: int | None = None) -> torch.Tensor:
         """Float32 logits of a batch, evaluated in chunks of ``batch_size`` rows (at most
         :meth:`rows_per_pass`)."""
         n = next(iter(inputs.values())).shape[0]
         batch_size = self.chunk(batch_size, inputs)
-        chunks = [self.run({k: v[i : i + batch_size] for k, v in inputs.items()})
-                  for i in range(0, n, batch_size)]
+        prefix = self.shared_prefix
+        run = self.run if prefix is None else (lambda chunk: prefix.run(self, chunk))
+        chunks = [run({k: v[i : i + batch_size] for k, v in inputs.items()}) for i in range(0, n, batch_size)]
         return torch.cat(chunks).float()
 
     def output(self, logits: torch.Tensor, target: int, space: OutputSpace = "logit_diff") -> torch.Tensor:
