@@ -65,3 +65,23 @@ def test_a_method_agrees_with_itself():
     assert same.spearman == 1.0 and same.kendall == 1.0 and same.top3_jaccard == 1.0 and same.sign_agreement == 1.0
     opposite = table[(table.method_a == "m1") & (table.method_b == "m2")].iloc[0]
     assert opposite.spearman < 0 and opposite.sign_agreement == 0.0
+
+
+def test_the_random_control_reports_its_orders_and_their_spread():
+    adapter = planted()
+    example = Example("x", {"a": 2.0, "b": 0.5, "c": -0.5, "d": 0.1}, "yes")
+    truth = Attribution("x", "truth", "yes", FEATURES, [3.0, 0.1, 0.05, 0.01])
+    random_row = faithfulness.input_faithfulness(adapter, example, [truth], n_random=6, seed=3)[-1]
+    assert random_row["n_orders"] == 6
+    # the control is the mean of its orders' curves, and the sd is over the orders' own AOPC
+    orders = [faithfulness.input_faithfulness(adapter, example, [Attribution("x", "o", "yes", FEATURES, -rank)],
+                                              n_random=1)[0]
+              for rank in np.argsort(faithfulness._random_orders(4, 6, 3), axis=1).astype(float)]
+    np.testing.assert_allclose(random_row["deletion_curve"], np.mean([o["deletion_curve"] for o in orders], 0))
+    np.testing.assert_allclose(random_row["aopc_deletion_sd"], np.std([o["aopc_deletion"] for o in orders], ddof=1))
+    assert random_row["aopc_deletion_sd"] > 0
+
+
+def test_long_inputs_average_fewer_random_orders():
+    assert faithfulness.random_orders_for(8) == faithfulness.random_orders_for(24) == 10
+    assert faithfulness.random_orders_for(25) == faithfulness.random_orders_for(256) == 4

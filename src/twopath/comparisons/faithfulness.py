@@ -14,8 +14,10 @@ alone should restore it fast. The protocol, applied identically to both paths:
 * **comprehensiveness** and **sufficiency** (DeYoung et al., 2020) at the top 20 % of units:
   ``p(x) - p(x without top)`` (higher = more faithful) and ``p(x) - p(top only)`` (lower = more
   faithful);
-* a **random-order control**: the same curves for random rankings, averaged over seeds. A
-  ranking that does no better than random has told you nothing about the model.
+* a **random-order control**: the same curves for random rankings, averaged over seeds (10
+  orders; 4 on inputs of more than 24 units, where each order's curve is many passes of a long
+  input), with the sd of AOPC over the orders. A ranking that does no better than random has
+  told you nothing about the model.
 
 Units are ranked by signed score (toward the target first); components by effect.
 
@@ -47,6 +49,18 @@ from twopath.types import Attribution, Component, Example, Localization
 
 #: input curves with more points than this are evaluated on a grid of k
 MAX_CURVE_POINTS = 25
+#: random orders of the control: ``N_RANDOM``, or ``N_RANDOM_LONG`` on inputs of more than
+#: ``MAX_CURVE_POINTS - 1`` units (:func:`random_orders_for`)
+N_RANDOM = 10
+N_RANDOM_LONG = 4
+
+
+def random_orders_for(n_units: int) -> int:
+    """How many random orders the control averages on an input of ``n_units`` units: 10 up to 24
+    units (the seed examples), 4 beyond. Each order is a whole curve of model rows, so on a long
+    input the control was most of the curves' cost; the random row reports the spread of AOPC over
+    its orders (``aopc_*_sd``), so the reader sees what 4 orders leave uncertain."""
+    return N_RANDOM if n_units <= MAX_CURVE_POINTS - 1 else N_RANDOM_LONG
 
 
 def curve_ks(n: int, k_max: int | None = None, max_points: int | None = None) -> np.ndarray:
@@ -113,31 +127,49 @@ def _summary(method: str, path: str, deletion: np.ndarray, insertion: np.ndarray
     return row
 
 
+def _random_row(path: str, deletion: np.ndarray, insertion: np.ndarray, n: int, ks: np.ndarray | None = None
+                ) -> dict[str, Any]:
+    """The random-order control: the curves averaged over the orders (rows of ``deletion`` and
+    ``insertion``), with the number of orders and the sd of each order's AOPC."""
+    row = _summary("random order", path, deletion.mean(0), insertion.mean(0), n, ks)
+    per_order = [_summary("random order", path, d, i, n, ks) for d, i in zip(deletion, insertion, strict=True)]
+    ddof = 1 if len(per_order) > 1 else 0
+    row["n_orders"] = len(per_order)
+    row["aopc_deletion_sd"] = float(np.std([r["aopc_deletion"] for r in per_order], ddof=ddof))
+    row["aopc_insertion_sd"] = float(np.std([r["aopc_insertion"] for r in per_order], ddof=ddof))
+    return row
+
+
 def _random_orders(n: int, seeds: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.vstack([rng.permutation(n) for _ in range(seeds)])
 
 
 def input_faithfulness(adapter: Any, example: Example, attributions: Sequence[Attribution],
-                       n_random: int = 10, seed: int = 0, max_points: int | None = MAX_CURVE_POINTS) -> list[dict[str, Any]]:
+                       n_random: int | None = None, seed: int = 0, max_points: int | None = MAX_CURVE_POINTS
+                       ) -> list[dict[str, Any]]:
     """Curves for each attribution method and the random-order control, in target probability
-    (on a grid of k beyond ``max_points`` points; ``None``: every k)."""
+    (on a grid of k beyond ``max_points`` points; ``None``: every k), with ``n_random`` random
+    orders (default: :func:`random_orders_for` the input's units)."""
     target = adapter.label_index(attributions[0].target)
     ev = evaluator_for(adapter, example, target, "probability")
     n = ev.n_units
+    n_random = random_orders_for(n) if n_random is None else n_random
     ks = curve_ks(n, max_points=max_points)
     ranked = [np.argsort(-a.scores, kind="stable") for a in attributions]
     orders = np.vstack([*ranked, _random_orders(n, n_random, seed)])
     deletion, insertion = _curves_from(orders, ev, ks)  # every ranking and random order: one call
     m = len(attributions)
     rows = [_summary(a.method, "input", deletion[i], insertion[i], n, ks) for i, a in enumerate(attributions)]
-    rows.append(_summary("random order", "input", deletion[m:].mean(0), insertion[m:].mean(0), n, ks))
+    rows.append(_random_row("input", deletion[m:], insertion[m:], n, ks))
     return rows
 
 
 def internal_faithfulness(adapter: Any, example: Example, localizations: Sequence[Localization],
-                          k_max: int = 30, n_random: int = 10, seed: int = 0) -> list[dict[str, Any]]:
-    """Curves for component rankings (mean ablation of the top-k), with a random-order control.
+                          k_max: int = 30, n_random: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Curves for component rankings (mean ablation of the top-k), with a random-order control of
+    ``n_random`` orders (default: :func:`random_orders_for` the input's units: each row is a pass
+    over the whole input).
 
     All localizations must rank the same kind of candidates (heads, or neurons).
     """
@@ -149,6 +181,7 @@ def internal_faithfulness(adapter: Any, example: Example, localizations: Sequenc
     inputs = adapter.forward_inputs(example)
     n = len(candidates)
     k_max = min(k_max, n)
+    n_random = random_orders_for(len(adapter.units(example))) if n_random is None else n_random
 
     memo = _ablation_memo(adapter, example, candidates)
 
@@ -168,7 +201,7 @@ def internal_faithfulness(adapter: Any, example: Example, localizations: Sequenc
     deletion, insertion = _curves_from(orders, _distinct(f), ks)  # every ranking and random order: one call
     m = len(localizations)
     rows = [_summary(loc.method, "internal", deletion[i], insertion[i], k_max) for i, loc in enumerate(localizations)]
-    rows.append(_summary("random order", "internal", deletion[m:].mean(0), insertion[m:].mean(0), k_max))
+    rows.append(_random_row("internal", deletion[m:], insertion[m:], k_max))
     return rows
 
 
