@@ -109,3 +109,27 @@ def test_the_cascade_is_the_same_with_and_without_the_prefix(adapter, monkeypatc
     np.testing.assert_allclose(shared["spearman_abs"], full["spearman_abs"], atol=1e-9)
     np.testing.assert_allclose(shared["spearman_signed"], full["spearman_signed"], atol=1e-9)
     assert list(shared["verdict"]) == list(full["verdict"])
+
+
+
+def _occlusion(model):
+    return {"occlusion": ATTRIBUTION_METHODS.create("occlusion").attribute(model, EXAMPLE, target="positive").scores}
+
+
+def test_the_original_models_rows_run_once(adapter, monkeypatch):
+    """The rows of the original model's explanation record their states as they run, so the
+    first damaged copy does not run them on the original again."""
+    fresh = detached_copy(adapter)  # nothing memoized: the original's explanation runs its rows
+    run = type(fresh).run
+    rows: list[int] = []
+
+    def counting(self, inputs):
+        if self is fresh:
+            rows.append(int(inputs["input_ids"].shape[0]))
+        return run(self, inputs)
+
+    monkeypatch.setattr(type(fresh), "run", counting)
+    randomization_check(fresh, _occlusion, seed=0, n_steps=3)
+    coalitions = len(fresh.units(EXAMPLE)) + 1  # each unit removed once, and none
+    # each coalition once, plus one row recording the blocks' call arguments and the example's clean run
+    assert coalitions <= sum(rows) <= coalitions + 2

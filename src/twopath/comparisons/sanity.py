@@ -187,9 +187,9 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
     blocks = layer_blocks(adapter, embeddings)
     n = _n_steps(n_steps, len(blocks))
     explained = _explained_steps(at_steps, n)
-    original = _as_scores(explain(adapter))
     starts = {step: _first_random_block(adapter, blocks[:step]) for step in explained}
     prefix = shared_prefix(adapter, [s for s in starts.values() if s is not None])
+    original = _as_scores(_explain_original(adapter, explain, prefix))
     rows: list[dict[str, Any]] = []
     for repeat in range(repeats):
         base = {"repeat": repeat, "seed": seed + repeat}
@@ -216,6 +216,19 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
     frame.attrs.update({"threshold": threshold, "seed": seed, "repeats": repeats, "n_steps": n,
                         "layers": [b[0] for b in blocks]})
     return frame
+
+
+def _explain_original(adapter: Any, explain: Explain, prefix: SharedPrefix | None) -> Mapping[str, Any]:
+    """``explain(adapter)``, the rows it runs recording their states into ``prefix`` on the way
+    (the adapter is left as it was)."""
+    if prefix is None:
+        return explain(adapter)
+    before = adapter.shared_prefix
+    adapter.shared_prefix = prefix
+    try:
+        return explain(adapter)
+    finally:
+        adapter.shared_prefix = before
 
 
 def shared_prefix(adapter: Any, depths: Sequence[int]) -> SharedPrefix | None:

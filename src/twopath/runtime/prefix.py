@@ -50,13 +50,24 @@ class SharedPrefix:
         self._calls: dict[bytes, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
 
     def run(self, target: ModelAdapter, inputs: Inputs) -> torch.Tensor:
-        """``target``'s logits for a batch: resumed at :attr:`start` where the states are known."""
-        start = self.start
-        if start is None or start not in self.depths or intervened(target.model) or not target.can_resume():
+        """``target``'s logits for a batch: resumed at :attr:`start` where the states are known.
+
+        Run on the source itself (the check explaining the original model), the batch is a full
+        pass that also records the rows' states, so the first damaged copy finds them."""
+        if intervened(target.model) or not target.can_resume():
             return target.run(inputs)
         keys = _row_keys(inputs)
         missing = [i for i, key in enumerate(keys) if key not in self._rows]
-        if missing and not self._record(_rows_of(inputs, missing), [keys[i] for i in missing]):
+        if target is self.source:
+            if len(missing) == len(keys):
+                logits = self._record(inputs, keys)
+                if logits is not None:
+                    return logits
+            return target.run(inputs)
+        start = self.start
+        if start is None or start not in self.depths:
+            return target.run(inputs)
+        if missing and self._record(_rows_of(inputs, missing), [keys[i] for i in missing]) is None:
             return target.run(inputs)
         calls = self._calls_for(inputs)
         if calls is None:
@@ -65,16 +76,16 @@ class SharedPrefix:
         self.n_resumed += len(keys)
         return target.resume(start, state, calls, inputs)
 
-    def _record(self, inputs: Inputs, keys: list[bytes]) -> bool:
-        """Run the source on ``inputs`` and keep every row's states at :attr:`depths` (False when
-        they would not fit ``max_bytes``)."""
+    def _record(self, inputs: Inputs, keys: list[bytes]) -> torch.Tensor | None:
+        """Run the source on ``inputs`` and keep every row's states at :attr:`depths`; returns the
+        pass's logits (``None`` when the states would not fit ``max_bytes``: nothing is run)."""
         blocks = self.source.layer_modules
         n_blocks = len(blocks)
         width = next(iter(inputs.values())).shape[1]
         hidden = _hidden_size(self.source)
         per_row = len(self.depths) * width * hidden * torch.finfo(self.source.dtype).bits // 8
         if self.n_bytes + per_row * len(keys) > self.max_bytes:
-            return False
+            return None
         grabbed: dict[int, torch.Tensor] = {}
         handles = []
 
@@ -93,14 +104,14 @@ class SharedPrefix:
                 elif depth == n_blocks:
                     handles.append(blocks[-1].register_forward_hook(after))
             with torch.no_grad():
-                self.source.run(inputs)
+                logits = self.source.run(inputs)
         finally:
             for handle in handles:
                 handle.remove()
         for i, key in enumerate(keys):
             self._rows[key] = {d: grabbed[d][i] for d in self.depths}
         self.n_bytes += per_row * len(keys)
-        return True
+        return logits
 
     def _calls_for(self, inputs: Inputs) -> list[tuple[tuple[Any, ...], dict[str, Any]]] | None:
         """The block call arguments (masks, positions) of a batch of one with the rows' shared
