@@ -51,7 +51,7 @@ def _budget(adapter, max_rows, rows):
     forget(adapter)
     adapter.max_rows = max_rows
     inputs = adapter.inputs(Example("t", TEXT))
-    adapter.memory_budget = rows * adapter.row_bytes(inputs) if rows else 2 * 2**30
+    adapter.memory_budget = rows * adapter.row_bytes(inputs) if rows else type(adapter).memory_budget
     if rows:
         assert adapter.rows_per_pass(inputs) == rows
 
