@@ -110,6 +110,12 @@ def test_ig_budget_is_capped_when_max_steps_stops_the_doubling(bert):
     assert not easy["capped"] and easy["used"] == 32
 
 
+def test_ig_counts_the_rows_of_every_doubling(bert):
+    meta = _attr(bert, "integrated_gradients", words(20), n_steps=2, max_steps=8, max_delta=1e-12).meta
+    assert meta["n_steps"] == 8
+    assert meta["n_model_rows"] == meta["n_evals"] == 2 + 4 + 8  # each doubling is a new integral
+
+
 # --- stability from one neighbourhood ----------------------------------------------------------------
 
 

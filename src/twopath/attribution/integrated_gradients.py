@@ -70,7 +70,7 @@ class IntegratedGradients(AttributionMethod):
             f_base = forward(base)
             gap = float(forward(emb) - f_base)
         batch = max(1, min(self.internal_batch_size, gradient_rows(adapter, inputs)))
-        attr, rel, steps = self._integrate(CaptumIG(forward), emb, base, gap, batch)
+        attr, rel, steps, rows = self._integrate(CaptumIG(forward), emb, base, gap, batch)
         name = self.baseline if isinstance(self.baseline, str) else ("row" if self.baseline else adapter.baselines[0])
         converged = rel <= self.max_delta
         budget = Budget("max_steps", steps, steps if converged else 2 * steps,
@@ -78,18 +78,24 @@ class IntegratedGradients(AttributionMethod):
                         f"at most {self.max_steps}", "completeness_delta", rel)
         return adapter.merge_to_units(example, attr), float(f_base.reshape(-1)[0]), {
             "baseline": name, "n_steps": steps, "completeness_delta": rel,
-            "n_evals": steps, "n_model_rows": steps, "budget": budget.to_dict(),
+            "n_evals": rows, "n_model_rows": rows, "budget": budget.to_dict(),
         }
 
-    def _integrate(self, explainer: Any, inputs: Any, baselines: Any, gap: float, batch: int) -> tuple[torch.Tensor, float, int]:
+    def _integrate(self, explainer: Any, inputs: Any, baselines: Any, gap: float, batch: int
+                   ) -> tuple[torch.Tensor, float, int, int]:
+        """The attribution at the first step count whose delta is small enough, that delta, the
+        steps and the interpolation rows run over every doubling (each doubling starts afresh:
+        Gauss-Legendre nodes of two step counts do not overlap)."""
         steps = self.n_steps
+        rows = 0
         while True:
             attr, delta = explainer.attribute(
                 inputs, baselines=baselines, n_steps=steps,
                 internal_batch_size=batch, return_convergence_delta=True,
             )
+            rows += steps
             rel = abs(float(delta.reshape(-1)[0])) / max(abs(gap), 1e-8)
             if rel <= self.max_delta or steps >= self.max_steps:
-                return attr, rel, steps
+                return attr, rel, steps, rows
             steps *= 2
 
