@@ -238,19 +238,23 @@ class MaskedAblation:
 
     def run(self, inputs: dict[str, torch.Tensor], keep: np.ndarray) -> torch.Tensor:
         """Logits, one row per row of ``keep``."""
-        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.adapter.device)
-        hooks = [self._hook(layer, idx, keep_t) for layer, idx in self.by_layer.items()]
+        hooks = self.hooks(keep)
         with torch.no_grad(), hooked(self.adapter.model, hooks):
-            logits = self.adapter.run(repeat_inputs(inputs, keep_t.shape[0]))
+            logits = self.adapter.run(repeat_inputs(inputs, len(keep)))
         return logits
+
+    def hooks(self, keep: np.ndarray, start: int = 0) -> list[Hook]:
+        """The blending hooks of the rows of ``keep`` on the layers from ``start`` on (what
+        :meth:`run` registers), for callers that run the same rows again and again."""
+        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.adapter.device)
+        return [self._hook(layer, idx, keep_t) for layer, idx in self.by_layer.items() if layer >= start]
 
     def run_from(self, start: int, state: torch.Tensor, layer_calls: Any, inputs: dict[str, torch.Tensor],
                  keep: np.ndarray) -> torch.Tensor:
         """Logits of the rows of ``keep`` computed from block ``start`` on ``state`` (the input
         of that block, one row per row of ``keep``): :meth:`run` without the blocks before
         ``start``, for rows that agree with the run ``state`` came from before that block."""
-        keep_t = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.adapter.device)
-        hooks = [self._hook(layer, idx, keep_t) for layer, idx in self.by_layer.items() if layer >= start]
+        hooks = self.hooks(keep, start)
         with torch.no_grad(), hooked(self.adapter.model, hooks):
             logits: torch.Tensor = self.adapter.resume(start, state, layer_calls, inputs)
         return logits
@@ -259,7 +263,7 @@ class MaskedAblation:
         first = self.candidates[idx[0]]
         where = self.adapter.site(first)
         units = torch.as_tensor([self.candidates[i].index for i in idx], device=keep.device)
-        row_keep = keep[:, idx]  # (B, n_units_in_layer)
+        drop_rows = ~keep[:, idx]  # (B, n_units_in_layer): True where the unit is ablated
         head = first.kind == "head"
         key = (layer, "head" if head else "neuron")
         whole = not head and [self.candidates[i].index for i in idx] == list(range(self.adapter.mlp_width(layer)))
@@ -267,17 +271,16 @@ class MaskedAblation:
         def blend(act: torch.Tensor) -> torch.Tensor:
             mean = self.means[key]
             if not head and whole:  # every unit of the layer, in order: one blend, no gathers
-                drop = ~row_keep if act.dim() == 2 else ~row_keep[:, None, :]
-                return torch.where(drop, mean, act)
+                return torch.where(drop_rows if act.dim() == 2 else drop_rows[:, None, :], mean, act)
             act = act.clone()
             if head:
                 b, t, _ = act.shape
                 view = act.view(b, t, self.adapter.n_heads, -1)
                 mean_h = mean.view(*mean.shape[:-1], self.adapter.n_heads, -1)[..., units, :]  # ([T,] n, dh)
-                drop = ~row_keep[:, None, :, None]  # (B, 1, n, 1)
+                drop = drop_rows[:, None, :, None]  # (B, 1, n, 1)
                 view[:, :, units, :] = torch.where(drop, mean_h, view[:, :, units, :])
             else:
-                drop = ~row_keep
+                drop = drop_rows
                 if act.dim() == 3:
                     drop = drop[:, None, :]
                 act[..., units] = torch.where(drop, mean[units], act[..., units])
