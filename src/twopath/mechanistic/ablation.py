@@ -41,6 +41,8 @@ linearly, through the cost of a row. Rows run in batches of the adapter's memory
 
 from __future__ import annotations
 
+import weakref
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,8 @@ from twopath.mechanistic.base import (
     sweep,
 )
 from twopath.runtime.adapter import OutputSpace
+from twopath.runtime.evaluator import background_key
+from twopath.runtime.hooks import hooked
 from twopath.runtime.interventions import (
     Edit,
     MaskedAblation,
@@ -60,7 +64,7 @@ from twopath.runtime.interventions import (
     example_activations,
     mean_value,
 )
-from twopath.runtime.trace import Trace
+from twopath.runtime.trace import Trace, caches, repeat_inputs
 from twopath.types import Component, Example, TwopathError
 
 MODES = ("zero", "mean", "resample")
@@ -109,12 +113,79 @@ def each_masked(adapter: Any, inputs: dict[str, Any], components: list[Component
                 space: OutputSpace) -> tuple[np.ndarray, np.ndarray]:
     """Mean-ablate each component alone through one keep-mask per row (:class:`MaskedAblation`:
     one hook per layer blends the whole batch), for models whose blocks are cheaper than the
-    per-edit bookkeeping of :func:`sweep` (an MLP: its 192-neuron sweep was per-call overhead)."""
-    from twopath.mechanistic.circuits import masked_logits
+    per-edit bookkeeping of :func:`sweep` (an MLP: its 192-neuron sweep was per-call overhead).
+    The hooks are built once per adapter, component list and background (:class:`_EachMasked`)."""
+    if not components:
+        return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float32)
+    return _target_rows(adapter, torch.cat(_EachMasked.of(adapter, components, inputs).logits(adapter, inputs)).float(),
+                        target, space)
 
-    keep = ~np.eye(len(components), dtype=bool)
-    logits = masked_logits(adapter, MaskedAblation(adapter, components), inputs, keep).float()
+
+def _clean_and_each_masked(adapter: Any, trace: Trace, components: list[Component], target: int,
+                           space: OutputSpace) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(clean output, clean probability, outputs, probabilities) of :func:`each_masked`, the
+    clean row read out with the ablated rows: one output call instead of two (row-wise, so the
+    numbers are those of :func:`~twopath.mechanistic.base.logits_output` on the clean logits)."""
+    clean = trace.logits  # computed before any hook is registered
+    rows = _EachMasked.of(adapter, components, trace.inputs)  # built (reference means) outside inference mode
+    with torch.inference_mode():  # read out at once: nothing here needs autograd's bookkeeping
+        ablated = rows.logits(adapter, trace.inputs)
+        outputs, probs = _target_rows(adapter, torch.cat([clean, *ablated]).float(), target, space)
+    return float(outputs[0]), float(probs[0]), outputs[1:], probs[1:]
+
+
+def _target_rows(adapter: Any, logits: torch.Tensor, target: int, space: OutputSpace) -> tuple[np.ndarray, np.ndarray]:
+    """(explained output, target probability) of every row of ``logits``."""
     return adapter.output(logits, target, space).cpu().numpy(), torch.softmax(logits, -1)[:, target].cpu().numpy()
+
+
+_KIND = attrgetter("kind")
+
+
+class _EachMasked:
+    """The rows of :func:`each_masked`, ready to run: row ``i`` keeps every component but the
+    ``i``-th, in passes of at most ``adapter.rows_per_pass`` rows, each with its blending hooks.
+
+    Memoized in the adapter's cache (:func:`~twopath.runtime.trace.caches`) per background
+    (:func:`~twopath.runtime.evaluator.background_key`), device, pass size and component list:
+    the reference means inside depend on the weights, and :func:`~twopath.runtime.trace.forget`
+    (called whenever the weights change) drops them with the cache. Building it costs more than
+    the 192-row forward pass of the loan MLP it serves. The component list is matched by
+    equality, a pointer comparison when it comes from the adapter's component cache (hashing
+    192 components would cost a third of that forward pass).
+    """
+
+    def __init__(self, adapter: Any, components: tuple[Component, ...], step: int):
+        self.components = components
+        masked = MaskedAblation(adapter, components)
+        masked.adapter = weakref.proxy(adapter)  # the cache must not keep its own key (the adapter) alive
+        keep = ~np.eye(len(components), dtype=bool)
+        self.passes = [(len(rows), masked.hooks(rows)) for rows in (keep[lo : lo + step] for lo in range(0, len(keep), step))]
+
+    @classmethod
+    def of(cls, adapter: Any, components: list[Component], inputs: dict[str, Any]) -> _EachMasked:
+        step = adapter.rows_per_pass(inputs)
+        wanted = tuple(components)
+        device = next(iter(inputs.values())).device  # where the rows run (the model's device)
+        key = ("each masked", background_key(adapter), str(device), step, len(wanted))
+        cache = caches(adapter).evaluators
+        built = cache.get(key)
+        if not isinstance(built, cls) or built.components != wanted:
+            built = cache[key] = cls(adapter, wanted, step)
+        return built
+
+    def logits(self, adapter: Any, inputs: dict[str, Any]) -> list[torch.Tensor]:
+        """Logits of every row on ``inputs`` (the example, batch of one), one tensor per pass."""
+        run_hooked = getattr(adapter, "run_hooked", None)
+        parts = []
+        with torch.no_grad():
+            for n, hooks in self.passes:
+                if run_hooked is not None:  # the adapter applies the hooks in its own loop
+                    parts.append(run_hooked(repeat_inputs(inputs, n), hooks))
+                    continue
+                with hooked(adapter.model, hooks):
+                    parts.append(adapter.run(repeat_inputs(inputs, n)))
+        return parts
 
 
 def grouped(components: list[Component], groups: list[list[int]] | None) -> tuple[list[Component], list[list[Component]]]:
@@ -152,20 +223,21 @@ class _Ablation(InterventionMethod):
         inputs = trace.inputs
         components = self.components(adapter, inputs)
         groups = self.groups(adapter, example, inputs)
-        components, members = grouped(components, groups)
-        clean, clean_prob = logits_output(adapter, trace.logits, target, self.output)
-        prefix = trace if self.prefix_cache and adapter.resume_pays else None
-        if self.mode == "resample":
-            outputs, probs = self._resampled(adapter, inputs, components, target, prefix, members)
-        elif (self.mode == "mean" and groups is None and not adapter.resume_pays
-              and all(c.kind == "neuron" for c in components)):
-            outputs, probs = each_masked(adapter, inputs, components, target, self.output)
+        if (self.mode == "mean" and groups is None and not adapter.resume_pays
+                and set(map(_KIND, components)) == {"neuron"}):
+            clean, clean_prob, outputs, probs = _clean_and_each_masked(adapter, trace, components, target, self.output)
         else:
-            edits = iter(ablate(adapter, [m for part in members for m in part], self.mode))
-            rows = [[next(edits) for _ in part] for part in members]
-            outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size,
-                                      prefix_cache=prefix or False)
-        meta: dict[str, Any] = {"mode": self.mode, "clean_probability": clean_prob, "probability": [float(p) for p in probs],
+            components, members = grouped(components, groups)
+            clean, clean_prob = logits_output(adapter, trace.logits, target, self.output)
+            prefix = trace if self.prefix_cache and adapter.resume_pays else None
+            if self.mode == "resample":
+                outputs, probs = self._resampled(adapter, inputs, components, target, prefix, members)
+            else:
+                edits = iter(ablate(adapter, [m for part in members for m in part], self.mode))
+                rows = [[next(edits) for _ in part] for part in members]
+                outputs, probs, _ = sweep(adapter, inputs, rows, target, self.output, self.batch_size,
+                                          prefix_cache=prefix or False)
+        meta: dict[str, Any] = {"mode": self.mode, "clean_probability": clean_prob, "probability": np.asarray(probs).tolist(),
                                 "n_forward_rows": len(components) * (self.n_resamples if self.mode == "resample" else 1) + 1}
         if groups is not None:
             meta["position_groups"] = groups
@@ -223,8 +295,8 @@ class NeuronAblation(_Ablation):
         self.layers = layers
 
     def components(self, adapter: Any, inputs: dict[str, Any]) -> list[Component]:
-        layers = range(adapter.n_layers) if self.layers is None else self.layers
-        return [c for c in adapter.components("neuron") if c.layer in layers]
+        every: list[Component] = adapter.components("neuron")
+        return every if self.layers is None else [c for c in every if c.layer in self.layers]
 
 
 @MECHANISTIC_METHODS.register("block_ablation")

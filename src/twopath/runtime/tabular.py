@@ -28,8 +28,19 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
-from twopath.runtime.adapter import Inputs, ModelAdapter, ParameterSlice, Site, position_scores
+from twopath.runtime.adapter import (
+    Inputs,
+    ModelAdapter,
+    OutputSpace,
+    ParameterSlice,
+    Site,
+    position_scores,
+    target_output,
+)
+from twopath.runtime.hooks import Hook, hooked
+from twopath.runtime.trace import caches
 from twopath.types import Component, Example, TwopathError
 
 CONFIG_FILE = "twopath_tabular.json"
@@ -93,6 +104,9 @@ class TorchTabularClassifier(ModelAdapter):
         self.n_layers = len(self.hidden_modules)
         self.widths = self._hidden_widths()
         self.layer_modules = list(self.hidden_modules)
+        #: the layers :meth:`run_hooked` calls in turn (none: the model is not a ``Sequential``)
+        self._children = tuple(model) if isinstance(model, nn.Sequential) else ()
+        self._child_ids = frozenset(id(child) for child in self._children)
         self.background_version = 0
         self._derived: dict[Any, Any] = {}
         self.background = None
@@ -288,6 +302,47 @@ class TorchTabularClassifier(ModelAdapter):
     def run(self, inputs: Inputs) -> torch.Tensor:
         return self.model(inputs["x"])
 
+    def run_hooked(self, inputs: Inputs, hooks: Sequence[Hook]) -> torch.Tensor:
+        """:meth:`run` under ``hooks``, as inside :func:`~twopath.runtime.hooks.hooked`.
+
+        Forward hooks on children of a ``Sequential`` model (every site of this adapter) are
+        called in the children's loop, as :meth:`resume` runs them, instead of being registered:
+        a hook sees ``(module, (input,), output)`` and may replace the output, in order, as
+        PyTorch calls it. For a batch through 32-wide layers, registering and dispatching six
+        PyTorch hooks cost more than the layers. Anything else (pre-hooks, other modules, a
+        model with hooks of its own on the root) is registered the ordinary way.
+        """
+        at_child: dict[int, list[Any]] = {}
+        direct = bool(self._children) and not (self.model._forward_hooks or self.model._forward_pre_hooks
+                                               or _global_forward_hooks or _global_forward_pre_hooks)
+        for hook in hooks:
+            direct = direct and (hook.kind == "forward" and hook.occurrence is None and hook.unflatten is None
+                                 and id(hook.module) in self._child_ids)
+            if not direct:
+                break
+            at_child.setdefault(id(hook.module), []).append(hook.fn)
+        if not direct:
+            with hooked(self.model, hooks):
+                return self.run(inputs)
+        x = inputs["x"]
+        for child in self._children:
+            out = child(x)
+            for fn in at_child.get(id(child), ()):
+                replaced = fn(child, (x,), out)
+                out = out if replaced is None else replaced
+            x = out
+        return x
+
+    def output(self, logits: torch.Tensor, target: int, space: OutputSpace = "logit_diff") -> torch.Tensor:
+        """:func:`~twopath.runtime.adapter.target_output`, bit for bit, with two labels in two
+        tensor operations: the log-sum-exp of the other label's logit alone is that logit plus
+        ``0.0`` (exp(0) = 1, log(1) = +0, so only -0 turns into +0). Every method of the table
+        path reads its outputs through here, the 193-row neuron sweep included."""
+        if (space == "logit_diff" and target in (0, 1) and logits.dim() == 2 and logits.shape[1] == 2
+                and logits.dtype in (torch.float32, torch.float64)):
+            return logits[:, target] - (logits[:, 1 - target] + 0.0)
+        return target_output(logits, target, space)
+
     def inputs(self, example: Example) -> Inputs:
         return {"x": self.transform_coded(self.encode(self.check_example(example)))}
 
@@ -396,6 +451,14 @@ class TorchTabularClassifier(ModelAdapter):
         return self.widths[self._check_layer(layer)]
 
     def components(self, kind: str, inputs: Inputs | None = None) -> list[Component]:
+        """Every component of ``kind`` (a new list each call, of components built once per
+        adapter: a neuron sweep asked for its 192 on every call)."""
+        built = caches(self).components
+        if (kind, None) not in built:
+            built[(kind, None)] = self._components(kind)
+        return list(built[(kind, None)])
+
+    def _components(self, kind: str) -> list[Component]:
         if kind == "neuron":
             return [Component("neuron", layer, i) for layer, w in enumerate(self.widths) for i in range(w)]
         if kind in ("layer", "block"):
