@@ -16,11 +16,16 @@ the presence (0/1) of each word of a given list, so R² is the squared correlati
 feature or feature group, and :func:`feature_neurons` ranks single neurons by their correlation
 with one feature. R² here is in-sample and linear: a cluster may encode a feature non-linearly
 and still score low.
+
+:func:`activations_by_layer` records several layers in the same passes (text: batches of
+sentences of similar length), and :func:`clusters_of` clusters activations already recorded, so
+that a caller scoring every layer runs the model once; ``neuron_clusters(..., label=False)``
+skips the labels for callers that read only the groups.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +33,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from twopath.mechanistic.heads import BATCH_ROWS, SOLO_BELOW, length_batches, pooled_neurons
 from twopath.runtime.interventions import capture
 from twopath.runtime.text import word_presence  # noqa: F401  (re-exported: the labels of text clusters)
 from twopath.types import Component, TwopathError
 
 EPS = 1e-6
+CAPTURE_BYTES = 2**28  # at most this much recorded activation per batched pass of sentences
 NO_FEATURE = "none"
 FeatureSpec = str | tuple[str, ...]
 
@@ -83,25 +90,47 @@ def _data(adapter: Any, data: Any) -> Any:
     return data
 
 
-def layer_activations(adapter: Any, layer: int, data: Any = None, batch_size: int = 64) -> np.ndarray:
+def layer_activations(adapter: Any, layer: int, data: Any = None, batch_size: int = BATCH_ROWS) -> np.ndarray:
     """Every neuron's activation of hidden ``layer`` on every example: (n_examples, n_neurons)."""
+    return activations_by_layer(adapter, data, [layer], batch_size)[layer]
+
+
+def activations_by_layer(adapter: Any, data: Any = None, layers: Sequence[int] | None = None,
+                         batch_size: int = BATCH_ROWS) -> dict[int, np.ndarray]:
+    """:func:`layer_activations` of several hidden layers (default: all), from the same passes.
+
+    Rows of a table go through in one pass. Sequences go through in batches of ``batch_size``
+    of similar length (sorted), each padded to at least :data:`~twopath.mechanistic.heads.SOLO_BELOW`
+    tokens: a sentence's numbers are then the same, bit for bit, as in any padded batch at
+    least that wide (the CPU kernels change below it), while little of each pass is padding.
+    A batch records at most :data:`CAPTURE_BYTES` of activations.
+    """
     data = _data(adapter, data)
-    probe, key = [Component("neuron", layer, 0)], (layer, "neuron")
+    layers = list(range(adapter.n_layers)) if layers is None else list(layers)
     raws = data if isinstance(data, pd.DataFrame) else list(data)
-    # sequences are batched to bound memory; rows of a table go through in one pass
-    step = batch_size if adapter.positional else max(1, len(raws))
-    pooled = []
-    for start in range(0, len(raws), step):
-        inputs = adapter.batch_inputs(raws[start : start + step])
-        with torch.no_grad(), capture(adapter, probe) as store:
-            adapter.run(inputs)
-        act = store[key].double()
-        mask = adapter.position_mask(inputs)
-        if mask is not None:  # a token sequence: average over the real positions
-            weights = mask[..., None].double()
-            act = (act * weights).sum(1) / weights.sum(1)
-        pooled.append(act.cpu().numpy())
-    return np.concatenate(pooled)
+    inputs = adapter.batch_inputs(raws)
+    mask = adapter.position_mask(inputs) if adapter.positional else None
+    if mask is None:
+        return _pooled(adapter, layers, inputs)
+    lengths = mask.sum(1).tolist()
+    per_token = 4 * sum(adapter.mlp_width(layer) for layer in layers)  # bytes of recorded neurons
+    found: dict[int, np.ndarray] = {}
+    for batch in length_batches(lengths, batch_size, lambda width: per_token * max(SOLO_BELOW, width), CAPTURE_BYTES):
+        width = min(int(mask.shape[1]), max(SOLO_BELOW, int(lengths[batch[-1]])))
+        rows = torch.as_tensor(batch, device=mask.device)
+        part = {k: v[rows][:, :width] if v.dim() > 1 else v[rows] for k, v in inputs.items()}
+        for layer, acts in _pooled(adapter, layers, part).items():
+            if layer not in found:
+                found[layer] = np.empty((len(lengths), acts.shape[1]), dtype=acts.dtype)
+            found[layer][batch] = acts
+    return found
+
+
+def _pooled(adapter: Any, layers: Sequence[int], inputs: Any) -> dict[int, np.ndarray]:
+    """One pass: each layer's neurons per example (a sequence: averaged over its real positions)."""
+    with torch.no_grad(), capture(adapter, [Component("neuron", layer, 0) for layer in layers]) as store:
+        adapter.run(inputs)
+    return pooled_neurons(store, layers, adapter.position_mask(inputs))
 
 
 def feature_frame(adapter: Any, data: Any = None, words: Sequence[str] | None = None) -> pd.DataFrame:
@@ -195,28 +224,40 @@ def cluster_labels(acts: np.ndarray, n_clusters: int = 4, seed: int = 0) -> np.n
 
 
 def _describe(layer: int, index: int, members: np.ndarray, acts: np.ndarray,
-              frame: pd.DataFrame) -> NeuronCluster:
+              frame: pd.DataFrame | None) -> NeuronCluster:
     activation = acts[:, members].mean(1)
+    neurons = tuple(Component("neuron", layer, int(i)) for i in members)
+    if frame is None:  # not labelled: what the caller does not read is not fitted
+        return NeuronCluster(layer, neurons, {}, {}, NO_FEATURE, index, activation)
     encodes = {f: joint_r2(activation, frame, (f,)) for f in frame.columns}
     correlation = {f: _pearson(activation, frame[f].to_numpy()) for f in frame.columns if _is_numeric(frame, f)}
     best = max(encodes, key=lambda f: encodes[f]) if encodes else NO_FEATURE
     top = best if index >= 0 and encodes.get(best, 0.0) > 0 else NO_FEATURE
-    neurons = tuple(Component("neuron", layer, int(i)) for i in members)
     return NeuronCluster(layer, neurons, encodes, correlation, top, index, activation)
 
 
-def neuron_clusters(adapter: Any, layer: int, data: Any = None, n_clusters: int = 4, seed: int = 0,
-                    words: Sequence[str] | None = None) -> list[NeuronCluster]:
-    """Cluster ``layer``'s neurons by activation profile and label each cluster (dead group last).
-
-    ``data``: raw rows (tabular, default ``adapter.background``) or sentences (text, with
-    ``words``, the word list the clusters are labelled with).
-    """
-    acts = layer_activations(adapter, layer, data)
-    frame = feature_frame(adapter, data, words)
+def clusters_of(acts: np.ndarray, layer: int, frame: pd.DataFrame | None = None, n_clusters: int = 4,
+                seed: int = 0) -> list[NeuronCluster]:
+    """:func:`neuron_clusters` from the layer's activations ``acts`` (:func:`layer_activations`),
+    labelled with the features ``frame`` (:func:`feature_frame`; ``None``: not labelled, every
+    ``encodes`` empty and ``top_feature`` ``"none"``)."""
     labels = cluster_labels(acts, n_clusters, seed)
     order = sorted(set(labels.tolist()), key=lambda i: (i < 0, i))
     return [_describe(layer, i, np.flatnonzero(labels == i), acts, frame) for i in order]
+
+
+def neuron_clusters(adapter: Any, layer: int, data: Any = None, n_clusters: int = 4, seed: int = 0,
+                    words: Sequence[str] | None = None, label: bool = True) -> list[NeuronCluster]:
+    """Cluster ``layer``'s neurons by activation profile and label each cluster (dead group last).
+
+    ``data``: raw rows (tabular, default ``adapter.background``) or sentences (text, with
+    ``words``, the word list the clusters are labelled with). ``label=False`` skips the labels
+    (the regressions of every cluster on every feature) for callers that read only the groups
+    and their activations.
+    """
+    acts = layer_activations(adapter, layer, data)
+    frame = feature_frame(adapter, data, words) if label else None
+    return clusters_of(acts, layer, frame, n_clusters, seed)
 
 
 def cluster_table(clusters: Sequence[NeuronCluster]) -> pd.DataFrame:
@@ -234,18 +275,26 @@ def cluster_table(clusters: Sequence[NeuronCluster]) -> pd.DataFrame:
 
 
 def feature_neurons(adapter: Any, feature: str, data: Any = None, top_k: int = 5,
-                    layers: Sequence[int] | None = None) -> dict[int, list[tuple[Component, float]]]:
+                    layers: Sequence[int] | None = None, activations: Mapping[int, np.ndarray] | None = None
+                    ) -> dict[int, list[tuple[Component, float]]]:
     """Per layer, the ``top_k`` neurons whose activation correlates most with ``feature``.
 
     The score is the Pearson correlation (signed; ranked by its size) for a numeric feature or a
     word (text), and the multiple correlation ``sqrt(R²)`` (unsigned) for a categorical feature.
+    ``activations``: the layers' activations on ``data`` if the caller has them
+    (:func:`activations_by_layer`); the others are computed.
     """
     frame = feature_frame(adapter, data, [feature] if adapter.positional else None)
     _design(frame, feature)  # validates the name
     numeric = _is_numeric(frame, feature)
+    layers = list(range(adapter.n_layers)) if layers is None else list(layers)
+    known = dict(activations or {})
+    missing = [layer for layer in layers if layer not in known]
+    if missing:
+        known.update(activations_by_layer(adapter, data, missing))
     ranked = {}
-    for layer in range(adapter.n_layers) if layers is None else layers:
-        acts = layer_activations(adapter, layer, data)
+    for layer in layers:
+        acts = known[layer]
         scores = np.array([_pearson(acts[:, i], frame[feature].to_numpy()) if numeric
                            else np.sqrt(joint_r2(acts[:, i], frame, (feature,)))
                            for i in range(acts.shape[1])])
@@ -271,9 +320,10 @@ def layer_encoding(adapter: Any, data: Any = None, features: Sequence[FeatureSpe
         words = sorted({w for spec in features for w in ((spec,) if isinstance(spec, str) else spec)})
     frame = feature_frame(adapter, data, words)
     specs = list(frame.columns) if features is None else list(features)
+    activations = activations_by_layer(adapter, data)
     rows = []
     for layer in range(adapter.n_layers):
-        alive = [c for c in neuron_clusters(adapter, layer, data, n_clusters, seed, words) if not c.dead]
+        alive = [c for c in clusters_of(activations[layer], layer, None, n_clusters, seed) if not c.dead]
         for spec in specs:
             parts = (spec,) if isinstance(spec, str) else tuple(spec)
             scored = [(joint_r2(c.activation, frame, parts), c) for c in alive]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from twopath.mechanistic import clusters
-from twopath.mechanistic.heads import attention_enrichment
+from twopath.mechanistic.heads import attention_passes, enrichment_table
 from twopath.runtime.interventions import ablate, capture, intervene
 from twopath.seed import behaviour, claims
 from twopath.types import Component, ExampleResult
@@ -70,7 +70,11 @@ def sentiment_findings(adapter: Any, result: ExampleResult, texts: Sequence[str]
     target = adapter.label_index(result.target)
     found: list[claims.Claim] = [claims.word_scores(_shap_scores(result), SEED_WORD_SCORES)]
     positive, negative = list(lexicon["word"][:n_words]), list(lexicon["word"][-n_words:])
-    enrichment = attention_enrichment(adapter, texts, positive, negative)
+    # one set of passes over the sentences gives the heads' attention and the late layer's neurons
+    layer = adapter.n_layers - 1
+    encoded = [adapter.encode(text) for text in texts]
+    attention, late = attention_passes(adapter, encoded, neurons=[layer])
+    enrichment = enrichment_table(adapter, encoded, attention, positive, negative)
     heads = result.localization("head_ablation")
     ablation = dict(zip(heads.labels, heads.effects.tolist(), strict=True))
     head_claim = claims.head_tracks_words(enrichment.to_dict(orient="records"), ablation)
@@ -91,8 +95,7 @@ def sentiment_findings(adapter: Any, result: ExampleResult, texts: Sequence[str]
     found.append(claims.ablation_removes_word(float(plain[0] - plain[1]), float(ablated[0] - ablated[1]), head, word))
 
     # "a late-layer neuron cluster amplifies 'surprisingly good' and suppresses 'slow pacing'"
-    layer = adapter.n_layers - 1
-    groups = [c for c in clusters.neuron_clusters(adapter, layer, list(texts), words=positive[:20] + negative[:20], seed=seed) if not c.dead]
+    groups = [c for c in clusters.clusters_of(late[layer], layer, seed=seed) if not c.dead]
     phrase = {"good": ("surprisingly", "good"), "bad": ("slow", "pacing")}
     keep = np.ones((3, len(words)), dtype=bool)
     for row, key in ((1, "good"), (2, "bad")):
@@ -199,13 +202,18 @@ def rank_r2(activation: np.ndarray, frame: pd.DataFrame, parts: Sequence[str]) -
     return clusters.joint_r2(_ranks(activation), ranked, tuple(parts))
 
 
-def monotone_encoding(adapter: Any, data: pd.DataFrame, specs: Sequence[Any], seed: int = 0) -> pd.DataFrame:
+def monotone_encoding(adapter: Any, data: pd.DataFrame, specs: Sequence[Any], seed: int = 0,
+                      activations: Mapping[int, np.ndarray] | None = None) -> pd.DataFrame:
     """For every layer and feature (or tuple of features), the cluster with the highest rank R²;
-    columns ``layer, feature, cluster, n_neurons, r2`` (the rank R²), ``linear_r2`` and ``neurons``."""
+    columns ``layer, feature, cluster, n_neurons, r2`` (the rank R²), ``linear_r2`` and ``neurons``.
+    ``activations``: every layer's activations on ``data`` (:func:`clusters.activations_by_layer`),
+    if the caller has them."""
     frame = clusters.feature_frame(adapter, data)
+    if activations is None:
+        activations = clusters.activations_by_layer(adapter, data)
     rows = []
     for layer in range(adapter.n_layers):
-        alive = [c for c in clusters.neuron_clusters(adapter, layer, data, seed=seed) if not c.dead]
+        alive = [c for c in clusters.clusters_of(activations[layer], layer, seed=seed) if not c.dead]
         for spec in specs:
             parts = (spec,) if isinstance(spec, str) else tuple(spec)
             scored = [(rank_r2(c.activation, frame, parts), c) for c in alive]
@@ -256,13 +264,14 @@ def loan_findings(adapter: Any, result: ExampleResult, data: pd.DataFrame, k: in
     applicant = dict(result.example.raw)  # type: ignore[arg-type]
     found = [claims.word_scores(_shap_scores(result), SEED_FEATURE_SCORES)]
     stability = ("monthly_income", "employment_type")
-    encoding = monotone_encoding(adapter, data, [stability, "credit_score"], seed=seed)
+    activations = clusters.activations_by_layer(adapter, data)  # one pass serves the clusters and the pathway
+    encoding = monotone_encoding(adapter, data, [stability, "credit_score"], seed=seed, activations=activations)
     joint = encoding[encoding["feature"] == "+".join(stability)].sort_values("r2", ascending=False, kind="stable").iloc[0]
     found.append(_cluster_claim(adapter, applicant, data, "financial stability (income + employment)", joint.to_dict(), seed))
     credit = encoding[encoding["feature"] == "credit_score"].sort_values("r2", ascending=False, kind="stable").iloc[0]
     found.append(_cluster_claim(adapter, applicant, data, "credit score (a credit-score pathway)", credit.to_dict(), seed))
 
-    ranked = clusters.feature_neurons(adapter, "credit_score", data, top_k=k)
+    ranked = clusters.feature_neurons(adapter, "credit_score", data, top_k=k, activations=activations)
     tests, pools = {}, {}
     for layer, neurons in ranked.items():
         plain = behaviour.pathway_ablation_test(adapter, applicant, [c for c, _ in neurons], n_controls=0, seed=seed)
