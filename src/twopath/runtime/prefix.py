@@ -67,8 +67,10 @@ class SharedPrefix:
         start = self.start
         if start is None or start not in self.depths:
             return target.run(inputs)
-        if missing and self._record(_rows_of(inputs, missing), [keys[i] for i in missing]) is None:
-            return target.run(inputs)
+        if missing:
+            self._record(_rows_of(inputs, missing), [keys[i] for i in missing])
+            if any(key not in self._rows for key in keys):
+                return target.run(inputs)  # beyond the memory limit
         calls = self._calls_for(inputs)
         if calls is None:
             return target.run(inputs)
@@ -78,14 +80,12 @@ class SharedPrefix:
 
     def _record(self, inputs: Inputs, keys: list[bytes]) -> torch.Tensor | None:
         """Run the source on ``inputs`` and keep every row's states at :attr:`depths`; returns the
-        pass's logits (``None`` when the states would not fit ``max_bytes``: nothing is run)."""
+        pass's logits, or ``None`` (nothing run) once the states kept have reached ``max_bytes``.
+        The batch that would pass the limit is run but not kept."""
+        if self.n_bytes >= self.max_bytes:
+            return None
         blocks = self.source.layer_modules
         n_blocks = len(blocks)
-        width = next(iter(inputs.values())).shape[1]
-        hidden = _hidden_size(self.source)
-        per_row = len(self.depths) * width * hidden * torch.finfo(self.source.dtype).bits // 8
-        if self.n_bytes + per_row * len(keys) > self.max_bytes:
-            return None
         grabbed: dict[int, torch.Tensor] = {}
         handles = []
 
@@ -108,9 +108,11 @@ class SharedPrefix:
         finally:
             for handle in handles:
                 handle.remove()
-        for i, key in enumerate(keys):
-            self._rows[key] = {d: grabbed[d][i] for d in self.depths}
-        self.n_bytes += per_row * len(keys)
+        size = sum(t.numel() * t.element_size() for t in grabbed.values())
+        self.n_bytes += size
+        if self.n_bytes <= self.max_bytes:
+            for i, key in enumerate(keys):
+                self._rows[key] = {d: grabbed[d][i] for d in self.depths}
         return logits
 
     def _calls_for(self, inputs: Inputs) -> list[tuple[tuple[Any, ...], dict[str, Any]]] | None:
@@ -137,8 +139,3 @@ def _rows_of(inputs: Inputs, rows: list[int]) -> Inputs:
     index = torch.tensor(rows, dtype=torch.long)
     return {k: v.index_select(0, index.to(v.device)) for k, v in inputs.items()}
 
-
-def _hidden_size(adapter: ModelAdapter) -> int:
-    config: Any = getattr(adapter.model, "config", None)
-    size = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
-    return int(size or 768)
