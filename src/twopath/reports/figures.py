@@ -10,11 +10,8 @@ blue = toward it).
 from __future__ import annotations
 
 import base64
-import colorsys
-import contextlib
 import io
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,305 +40,11 @@ def _axes(ax: Any, size: tuple[float, float]) -> Any:
     return ax
 
 
-DPI = 110
-PAD_INCHES = 0.1  # what savefig(bbox_inches="tight") pads around the content (rcParams["savefig.pad_inches"])
-#: Room added around the subplots (left, bottom, right, top; inches) so that nothing drawn falls off the canvas:
-#: legends placed beside the axes, colorbar labels, rotated tick labels.
-_ROOM = (2.5, 2.5, 5.0, 1.5)
-
-
 def to_png_base64(fig: Any) -> str:
-    """The figure as base64 PNG at 110 dpi, cropped to what is drawn (as ``bbox_inches="tight"``); closes it."""
-    try:
-        data = png_bytes(fig)
-    finally:
-        _plt().close(fig)
-    return base64.b64encode(data).decode("ascii")
-
-
-def png_bytes(fig: Any) -> bytes:
-    """PNG of the figure cropped to its content plus 0.1 in, drawn **once**.
-
-    ``savefig(bbox_inches="tight")`` draws a figure twice (once to measure, once to render). Here
-    the canvas is first widened on every side by :data:`_ROOM` with the subplots kept at the same
-    size in inches, the figure drawn once, and the image cropped to the pixels that differ from
-    the background. A figure this cannot handle (axes outside a grid, figure-level artists, a
-    layout engine, content reaching the widened canvas' edge or placed beyond it) goes through
-    ``savefig`` as before.
-    """
-    if not _croppable(fig):
-        return _savefig_tight(fig)
-    with _widened(fig):
-        fig.canvas.draw()
-        pixels = np.asarray(fig.canvas.buffer_rgba())
-        beyond = _placed_beyond(fig)
-    box = _content_box(pixels, _background(fig), round(PAD_INCHES * DPI))
-    if box is None or beyond:
-        return _savefig_tight(fig)
-    top, bottom, left, right = box
-    return _encode_png(pixels[top:bottom, left:right])
-
-
-def _savefig_tight(fig: Any) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _croppable(fig: Any) -> bool:
-    """Every artist hangs off a grid-placed axes, on an Agg canvas, without a layout engine."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    figure_level = (fig.texts, fig.legends, fig.patches, fig.lines, fig.images, fig.artists, fig.subfigs)
-    return (isinstance(fig.canvas, FigureCanvasAgg) and fig.get_layout_engine() is None and not any(figure_level)
-            and all(ax.get_subplotspec() is not None for ax in fig.axes) and fig.get_facecolor()[3] == 1.0)
-
-
-@contextlib.contextmanager
-def _widened(fig: Any) -> Iterator[None]:
-    """The figure at 110 dpi on a canvas larger by :data:`_ROOM`, its subplots unmoved relative to
-    each other and unchanged in size (inches); everything restored afterwards."""
-    width, height = fig.get_size_inches()
-    params = fig.subplotpars
-    saved = {"left": params.left, "bottom": params.bottom, "right": params.right, "top": params.top}
-    dpi = fig.dpi
-    left, bottom, right, top = _ROOM
-    new_width, new_height = width + left + right, height + bottom + top
-    try:
-        fig.set_dpi(DPI)
-        fig.set_size_inches(new_width, new_height, forward=False)
-        fig.subplots_adjust(left=(saved["left"] * width + left) / new_width,
-                            right=(saved["right"] * width + left) / new_width,
-                            bottom=(saved["bottom"] * height + bottom) / new_height,
-                            top=(saved["top"] * height + bottom) / new_height)
-        yield
-    finally:
-        fig.set_size_inches(width, height, forward=False)
-        fig.subplots_adjust(**saved)
-        fig.set_dpi(dpi)
-
-
-def _placed_beyond(fig: Any) -> bool:
-    """Whether an artist of an axes that is not clipped to it lies wholly off the (drawn) canvas,
-    where the pixel crop cannot see it: a text anchored outside, a legend or unclipped artist
-    whose extent is outside. (Content crossing the canvas' edge shows in the pixels.)"""
-    from matplotlib.axis import Axis
-    from matplotlib.spines import Spine
-    from matplotlib.text import Text
-
-    renderer = fig.canvas.get_renderer()
-    width, height = fig.canvas.get_width_height()
-    for ax in fig.axes:
-        for artist in ax.get_children():
-            if (isinstance(artist, (Axis, Spine)) or artist is ax.patch or not artist.get_visible()
-                    or (artist.get_clip_on() and (artist.get_clip_box() is not None or artist.get_clip_path() is not None))):
-                continue
-            if isinstance(artist, Text):
-                x, y = artist.get_transform().transform(artist.get_unitless_position())
-                inside = not artist.get_text() or (0 <= x <= width and 0 <= y <= height)
-            else:
-                box = artist.get_window_extent(renderer)
-                inside = (not np.isfinite(box.extents).all()  # nothing drawn
-                          or (box.x1 >= 0 and box.x0 <= width and box.y1 >= 0 and box.y0 <= height))
-            if not inside:
-                return True
-    return False
-
-
-def _background(fig: Any) -> np.ndarray:
-    from matplotlib.colors import to_rgba
-
-    return np.round(np.array(to_rgba(fig.get_facecolor())) * 255).astype(np.uint8)
-
-
-def _content_box(pixels: np.ndarray, background: np.ndarray, pad: int) -> tuple[int, int, int, int] | None:
-    """(top, bottom, left, right) of the drawn pixels plus ``pad``; ``None`` when nothing is drawn
-    or the content comes closer than ``pad`` to the canvas' edge (it may have been cut off)."""
-    packed = np.ascontiguousarray(pixels).view(np.uint32)[..., 0]  # one 32-bit word per RGBA pixel: one compare each
-    drawn = packed != background.view(np.uint32)[0]
-    rows = np.flatnonzero(drawn.any(axis=1))
-    cols = np.flatnonzero(drawn.any(axis=0))
-    if rows.size == 0:
-        return None
-    top, bottom, left, right = rows[0] - pad, rows[-1] + 1 + pad, cols[0] - pad, cols[-1] + 1 + pad
-    if top < 1 or left < 1 or bottom > pixels.shape[0] - 1 or right > pixels.shape[1] - 1:
-        return None
-    return int(top), int(bottom), int(left), int(right)
-
-
-def _encode_png(pixels: np.ndarray) -> bytes:
-    """RGB PNG (the canvas is opaque) with matplotlib's metadata and the 110 dpi."""
-    import matplotlib
-    from PIL import Image, PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels[..., :3])).save(buffer, format="png", dpi=(DPI, DPI), pnginfo=info,
-                                                                compress_level=3)
-    return buffer.getvalue()
-
-
-#: seaborn's "colorblind" palette (``seaborn.color_palette("colorblind")``), as hex.
-COLORBLIND = ("#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", "#FBAFE4", "#949494", "#ECE133", "#56B4E9")
-_BAR_SATURATION = 0.75  # seaborn.barplot's default: its palette colours are desaturated to 75 %
-_STYLE_MARKERS = ("o", "X")  # seaborn's first markers and dashes for a two-level style variable
-_STYLE_DASHES: tuple[Any, ...] = ("", (4, 1.5))
-
-
-def _colors() -> list[Any]:
-    from matplotlib.colors import to_rgb
-
-    return [to_rgb(c) for c in COLORBLIND]
-
-
-def _desaturated(color: Any, prop: float) -> tuple[float, float, float]:
-    """``seaborn.desaturate``: the HLS saturation scaled by ``prop``."""
-    from matplotlib.colors import to_rgb
-
-    hue, lightness, saturation = colorsys.rgb_to_hls(*to_rgb(color))
-    return colorsys.hls_to_rgb(hue, lightness, saturation * prop)
-
-
-def _grouped_bars(ax: Any, frame: pd.DataFrame) -> None:
-    """One bar per (position, hue) side by side, as ``seaborn.barplot(x="unit_pos", y="score",
-    hue="method", palette="colorblind")`` draws them for one value per bar: 0.8 wide groups, the
-    colorblind palette at seaborn's 75 % saturation, one labelled BarContainer per method."""
-    methods = list(dict.fromkeys(frame["method"]))
-    n_positions = int(frame["unit_pos"].max()) + 1 if len(frame) else 0
-    width = 0.8 / len(methods)
-    for i, (method, color) in enumerate(zip(methods, itertools.cycle(COLORBLIND))):  # noqa: B905
-        rows = frame[frame["method"] == method].sort_values("unit_pos")
-        edges = rows["unit_pos"].to_numpy(dtype=float) + width * i - 0.4
-        shade = _desaturated(color, _BAR_SATURATION)
-        ax.bar(edges, rows["score"].to_numpy(dtype=float), width=width, align="edge", color=shade, facecolor=shade,
-               label=method)
-    ax.set_xlim(-0.5, n_positions - 0.5)
-
-
-def _hue_style_lines(ax: Any, frame: pd.DataFrame, x: str, y: str, hue: str, style: str) -> None:
-    """``seaborn.lineplot(x, y, hue, style, markers=True)`` for one value per point: one line per
-    (hue, style) pair in order of appearance, the default colour cycle for the hue, seaborn's
-    markers and dashes for the two style levels, white marker edges, and seaborn's legend entries
-    (a title entry per variable, then one entry per level). Other data (repeated points, more
-    levels than colours or styles) is drawn by seaborn itself."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-
-    data = frame[[x, y, hue, style]].dropna()
-    hues = list(dict.fromkeys(frame[hue].dropna()))
-    styles = list(dict.fromkeys(frame[style].dropna()))
-    cycle = [c["color"] for c in mpl.rcParams["axes.prop_cycle"]]
-    if (data.duplicated([hue, style, x]).any() or len(hues) > len(cycle) or len(styles) > len(_STYLE_MARKERS)
-            or not pd.api.types.is_numeric_dtype(data[x])
-            or pd.api.types.is_numeric_dtype(frame[hue]) or pd.api.types.is_numeric_dtype(frame[style])):
-        import seaborn as sns
-
-        sns.lineplot(data=frame, x=x, y=y, hue=hue, style=style, markers=True, ax=ax)
-        return
-    colors = dict(zip(hues, cycle, strict=False))
-    looks = {s: (m, d) for s, m, d in zip(styles, _STYLE_MARKERS, _STYLE_DASHES, strict=False)}
-    edge = {"markeredgewidth": 0.75, "markeredgecolor": "w"}
-    for h, s in itertools.product(hues, styles):
-        rows = data[(data[hue] == h) & (data[style] == s)].sort_values([x, y])
-        if rows.empty:
-            continue
-        (line,) = ax.plot(rows[x].to_numpy(), rows[y].to_numpy(), **edge)
-        line.set_color(colors[h])
-        line.set_dashes(looks[s][1])
-        line.set_marker(looks[s][0])
-    title = {"color": "w", "linewidth": 0, "marker": "", "dashes": ""}  # seaborn's invisible title entries
-    entries: list[dict[str, Any]] = [{"label": hue, **title}, *({"label": h, "color": colors[h]} for h in hues),
-                                     {"label": style, **title},
-                                     *({"label": s, "marker": looks[s][0], "dashes": looks[s][1]} for s in styles)]
-    for entry in entries:
-        ax.add_artist(Line2D([], [], **{"color": ".2", **edge, **entry}))
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-
-
-def _heatmap(ax: Any, matrix: pd.DataFrame, *, cmap: str, vmin: float, vmax: float, annot: bool, fmt: str,
-             cbar_label: str, annot_kws: dict[str, Any] | None = None) -> None:
-    """``seaborn.heatmap`` for these figures, without the draw of the whole figure that seaborn
-    does to test tick labels for overlap (the overlap is measured from the labels' text extents).
-
-    The same cells (NaN left empty), colour map and limits, colorbar with no outline, tick labels
-    at the cell centres (thinned as seaborn's ``"auto"`` does), y labels vertical, x labels turned
-    vertical / y labels horizontal when they overlap, no spines, axis labels from the index and
-    column names, and each cell annotated in dark grey or white by its luminance.
-    (A symmetric ``vmin``/``vmax`` around 0 gives seaborn's ``center=0`` map unchanged.)"""
-    values = matrix.to_numpy(dtype=float)
-    cells = np.ma.masked_where(np.isnan(values), values)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    mesh = ax.pcolormesh(cells, cmap=cmap, vmin=vmin, vmax=vmax, linewidths=0, edgecolor="white")
-    n_rows, n_cols = values.shape
-    ax.set(xlim=(0, n_cols), ylim=(0, n_rows))
-    ax.invert_yaxis()
-    colorbar = ax.figure.colorbar(mesh, None, ax, label=cbar_label)
-    colorbar.outline.set_linewidth(0)
-    xticks, xlabels = _auto_ticks(ax, [str(c) for c in matrix.columns], 0)
-    yticks, ylabels = _auto_ticks(ax, [str(i) for i in matrix.index], 1)
-    ax.set(xticks=xticks, yticks=yticks)
-    xtl = ax.set_xticklabels(xlabels)
-    ytl = ax.set_yticklabels(ylabels, rotation="vertical")
-    for label in ytl:
-        label.set_va("center")
-    if _overlap(ax, xtl, along=0):
-        for label in xtl:
-            label.set_rotation("vertical")
-    if _overlap(ax, ytl, along=1):
-        for label in ytl:
-            label.set_rotation("horizontal")
-    ax.set(xlabel=matrix.columns.name or "", ylabel=matrix.index.name or "")
-    if annot:
-        _annotate(ax, mesh, cells, fmt, annot_kws or {})
-
-
-def _auto_ticks(ax: Any, labels: list[str], axis: int) -> tuple[Any, list[str]]:
-    """seaborn's ``"auto"`` tick labels: every n-th cell when one label per cell would not fit."""
-    bbox = ax.get_window_extent().transformed(ax.figure.dpi_scale_trans.inverted())
-    size = [bbox.width, bbox.height][axis]
-    (tick,) = [ax.xaxis, ax.yaxis][axis].set_ticks([0])
-    max_ticks = int(size // (tick.label1.get_size() / 72))
-    if max_ticks < 1:
-        return [], []
-    every = len(labels) // max_ticks + 1
-    return np.arange(0, len(labels), every) + 0.5, labels[::every]
-
-
-def _overlap(ax: Any, labels: list[Any], along: int) -> bool:
-    """Whether neighbouring tick labels (centred on their ticks, ``along`` 0 = x, 1 = y) overlap,
-    measured with the renderer's text extents (seaborn draws the figure to find out)."""
-    if len(labels) < 2:
-        return False
-    renderer = ax.figure.canvas.get_renderer()
-    axis = ax.xaxis if along == 0 else ax.yaxis
-    ticks = axis.get_ticklocs()
-    points = np.column_stack([ticks, np.zeros_like(ticks)] if along == 0 else [np.zeros_like(ticks), ticks])
-    centres = ax.transData.transform(points)[:, along]
-    extents = []
-    for text in labels:
-        width, height, _ = renderer.get_text_width_height_descent(text.get_text(), text.get_fontproperties(), ismath=False)
-        turned = text.get_rotation() % 180 == 90
-        extents.append((height if turned else width) if along == 0 else (width if turned else height))
-    gaps = np.abs(np.diff(centres))
-    sizes = np.asarray(extents)
-    return bool(np.any((sizes[:-1] + sizes[1:]) / 2 > gaps))
-
-
-def _annotate(ax: Any, mesh: Any, cells: np.ma.MaskedArray, fmt: str, annot_kws: dict[str, Any]) -> None:
-    mesh.update_scalarmappable()
-    n_rows, n_cols = cells.shape
-    xs, ys = np.meshgrid(np.arange(n_cols) + 0.5, np.arange(n_rows) + 0.5)
-    rgb = np.asarray(mesh.get_facecolors())[:, :3]
-    linear = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    luminance = linear.dot([0.2126, 0.7152, 0.0722])
-    for x, y, masked, lum, value in zip(xs.flat, ys.flat, np.ma.getmaskarray(cells).flat, luminance,  # noqa: B905
-                                        cells.data.flat):
-        if not masked:
-            ax.text(x, y, ("{:" + fmt + "}").format(value),
-                    **{"color": ".15" if lum > 0.408 else "w", "ha": "center", "va": "center", **annot_kws})
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 @dataclass
@@ -358,11 +61,13 @@ class AttributionBarsDisplay:
         return cls(frame, output)
 
     def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
         first = self.frame["method"].iloc[0]
         labels = list(self.frame.loc[self.frame["method"] == first, "unit"])
         ax = _axes(ax, (max(6.0, 0.9 * len(labels) + 2), 3.6))
         frame = self.frame.assign(unit_pos=self.frame.groupby("method").cumcount())
-        _grouped_bars(ax, frame)
+        sns.barplot(data=frame, x="unit_pos", y="score", hue="method", ax=ax, palette="colorblind")
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlabel("")
@@ -389,11 +94,13 @@ class AblationHeatmapDisplay:
         return cls(matrix, loc.method, loc.metric)
 
     def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
         ax = _axes(ax, (max(5.0, 0.28 * self.matrix.shape[1] + 2), 0.45 * self.matrix.shape[0] + 1.6))
         limit = float(np.nanmax(np.abs(self.matrix.to_numpy()))) or 1.0
         annotate = self.matrix.size <= 100
-        _heatmap(ax, self.matrix, cmap="RdBu", vmin=-limit, vmax=limit, annot=annotate, fmt=".2f",
-                 annot_kws={"fontsize": 7}, cbar_label=self.metric)
+        sns.heatmap(self.matrix, cmap="RdBu", center=0, vmin=-limit, vmax=limit, ax=ax, annot=annotate,
+                    fmt=".2f", annot_kws={"fontsize": 7}, cbar_kws={"label": self.metric})
         kind = "head" if self.method == "head_ablation" else "neuron"
         ax.set_xlabel(kind)
         ax.set_ylabel("layer")
@@ -424,10 +131,12 @@ class PatchingDisplay:
         return cls(matrix, None, loc.meta["direction"])
 
     def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
         if self.matrix is not None:
             ax = _axes(ax, (max(6.0, 0.7 * self.matrix.shape[1] + 2), 0.5 * self.matrix.shape[0] + 2))
-            _heatmap(ax, self.matrix, cmap="Greens", vmin=0, vmax=1, annot=True, fmt=".2f", annot_kws={"fontsize": 7},
-                     cbar_label="normalized logit diff (0 corrupted, 1 clean)")
+            sns.heatmap(self.matrix, cmap="Greens", vmin=0, vmax=1, ax=ax, annot=True, fmt=".2f",
+                        annot_kws={"fontsize": 7}, cbar_kws={"label": "normalized logit diff (0 corrupted, 1 clean)"})
             ax.set_xlabel("position: clean token / corrupted token")
             ax.set_ylabel("residual stream after layer")
             ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
@@ -462,8 +171,11 @@ class AgreementDisplay:
         return cls(agreement_matrix(_table(result, "agreement")))
 
     def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
         ax = _axes(ax, (4.8, 3.8))
-        _heatmap(ax, self.matrix, cmap="RdBu", vmin=-1, vmax=1, annot=True, fmt=".2f", cbar_label="Spearman ρ")
+        sns.heatmap(self.matrix, cmap="RdBu", vmin=-1, vmax=1, annot=True, fmt=".2f", ax=ax,
+                    cbar_kws={"label": "Spearman ρ"})
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.set_title("Agreement between input-path methods")
@@ -481,8 +193,10 @@ class DeletionDisplay:
         return cls(_table(result, "deletion"))
 
     def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
         ax = _axes(ax, (6.5, 3.4))
-        _hue_style_lines(ax, self.frame, x="k", y="drop", hue="method", style="path")
+        sns.lineplot(data=self.frame, x="k", y="drop", hue="method", style="path", markers=True, ax=ax)
         ax.set_xticks(sorted(self.frame["k"].unique()))
         ax.set_xlabel("k (units removed / components ablated)")
         ax.set_ylabel("drop in target probability")
@@ -587,8 +301,10 @@ class LayerEncodingDisplay:
         return cls(frame.pivot(index="layer", columns="feature", values="r2"))
 
     def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
         ax = _axes(ax, (5.5, 3.4))
-        _heatmap(ax, self.matrix, cmap="Greens", vmin=0, vmax=1, annot=True, fmt=".2f", cbar_label="R²")
+        sns.heatmap(self.matrix, cmap="Greens", vmin=0, vmax=1, annot=True, fmt=".2f", ax=ax, cbar_kws={"label": "R²"})
         ax.set_ylabel("hidden layer")
         ax.set_xlabel("")
         ax.set_xticklabels([t.get_text().replace("+", "+\n") for t in ax.get_xticklabels()], rotation=0)
@@ -648,14 +364,22 @@ class BridgeDisplay:
                    bridge["share_on_top_units"], bridge["control_mean"])
 
     def plot(self, ax: Any = None) -> Any:
+        import seaborn as sns
+
         ax = _axes(ax, (0.9 * self.matrix.shape[1] + 3, 0.35 * self.matrix.shape[0] + 1.8))
         limit = float(np.abs(self.matrix.to_numpy()).max()) or 1.0
-        _heatmap(ax, self.matrix, cmap="RdBu", vmin=-limit, vmax=limit, annot=True, fmt=".2g", annot_kws={"fontsize": 7},
-                 cbar_label="IG of the component's contribution")
+        sns.heatmap(self.matrix, cmap="RdBu", center=0, vmin=-limit, vmax=limit, annot=True, fmt=".2g",
+                    annot_kws={"fontsize": 7}, ax=ax, cbar_kws={"label": "IG of the component's contribution"})
         control = "n/a" if self.control is None else f"{self.control:.2f}"
         ax.set_title(f"Bridges: input units → top components (share on top units {self.share:.2f}, random components {control})",
                      fontsize=9)
         return ax
+
+
+def _colors() -> list[Any]:
+    import seaborn as sns
+
+    return list(sns.color_palette("colorblind", 10))
 
 
 def _table(result: ExampleResult, name: str) -> Any:
