@@ -247,9 +247,13 @@ def test_the_sanity_plan_bounds_long_inputs():
     methods = ["shap", "lime", "integrated_gradients", "occlusion"]
     short = sanity_plan(8, 7, methods)
     assert short["repeats"] == 2 and short["steps"] is None and short["settings"] is SANITY_SETTINGS
-    medium = sanity_plan(12, 7, methods)
-    assert medium["repeats"] == 1 and medium["steps"] == [1, 2, 4, 7] and medium["methods"] == methods
-    long = sanity_plan(48, 7, methods)
+    text = sanity_plan(12, 7, methods)
+    assert text["repeats"] == 1 and text["steps"] == [1, 2, 4, 7]
+    assert text["methods"] == ["integrated_gradients", "occlusion"]
+    assert set(text["skipped"]) == {"shap", "lime"} and all("12 units" in r for r in text["skipped"].values())
+    table = sanity_plan(12, 7, methods, positional=False)  # a table's rows are cheap: all methods
+    assert table["repeats"] == 1 and table["steps"] == [1, 2, 4, 7] and table["methods"] == methods
+    long = sanity_plan(48, 7, methods, positional=False)
     assert long["methods"] == ["integrated_gradients", "occlusion"]
     assert set(long["skipped"]) == {"shap", "lime"} and all("48 units" in r for r in long["skipped"].values())
 
