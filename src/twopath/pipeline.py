@@ -97,10 +97,13 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     attributions: list[Attribution] = []
     if attribution_methods is None:  # the defaults that apply to this kind of model
         attribution_methods = [m for m in DEFAULT_ATTRIBUTION if adapter.modality in ATTRIBUTION_METHODS.get(m).modalities]
+    lime_run = None
     for name in attribution_methods:
         clock(f"input path: {name}")
         method = ATTRIBUTION_METHODS.create(name, output=output, seed=seed, **settings.get(name, {}))
         attributions.append(method.attribute(adapter, example, target=target))
+        if name == "lime":
+            lime_run = (method, attributions[-1])
 
     contrast = corrupted
     if callable(contrast):  # an automatic contrast that does not work skips patching, with a note
@@ -133,7 +136,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
         clock(f"input path: LIME stability over {len(stability_seeds)} seeds")
         # the run's own seed first: the bootstrap refits the main LIME run's samples (no new rows)
         seeds = tuple(dict.fromkeys((seed, *stability_seeds)))
-        stability_report = stability(adapter, example, target, "lime", seeds=seeds,
+        stability_report = stability(adapter, example, target, "lime", seeds=seeds, fitted=lime_run,
                                      output=output, **settings.get("lime", {}))
 
     circuit = None

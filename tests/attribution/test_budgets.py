@@ -155,3 +155,18 @@ def test_bootstrap_stability_is_seeded_and_costs_no_model_rows(bert):
     assert old["mode"] == "seeds" and old["replicates"] == 3
     with pytest.raises(TwopathError, match="unknown stability mode"):
         stability(bert, example, "positive", mode="jackknife")
+
+
+def test_bootstrap_of_a_fitted_run_equals_a_fresh_one_and_checks_it_is_the_same_run(bert, monkeypatch):
+    example = Example("f", words(14))
+    method = ATTRIBUTION_METHODS.create("lime", seed=0, num_samples=200)
+    run = method.attribute(bert, example, target="positive")
+    fresh = stability(bert, example, "positive", seeds=(0, 1), resamples=15, num_samples=200)
+    with monkeypatch.context() as patch:  # with the fitted run, LIME is not run again
+        patch.setattr(lime_.Lime, "_text", lambda *a, **k: pytest.fail("LIME ran again"))
+        reused = stability(bert, example, "positive", seeds=(0, 1), resamples=15, fitted=(method, run), num_samples=200)
+    assert reused == fresh
+    with pytest.raises(TwopathError, match="not the bootstrap's"):
+        stability(bert, example, "positive", seeds=(1,), resamples=15, fitted=(method, run))
+    with pytest.raises(TwopathError, match="not the bootstrap's"):
+        stability(bert, example, "negative", seeds=(0,), resamples=15, fitted=(method, run))

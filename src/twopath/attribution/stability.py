@@ -39,12 +39,14 @@ RIDGE_ALPHA = 1.0  # LIME's surrogate: sklearn Ridge(alpha=1, fit_intercept=True
 
 def stability(adapter: Any, example: Example, target: str, method: str = "lime",
               seeds: Sequence[int] = (0, 1, 2, 3, 4), k: int = 3, mode: str = "bootstrap",
-              resamples: int = 100, **settings: Any) -> dict[str, Any]:
+              resamples: int = 100, fitted: tuple[Any, Attribution] | None = None, **settings: Any) -> dict[str, Any]:
     """Per-unit mean/sd and the mean top-k Jaccard of ``method`` across replicates.
 
-    ``bootstrap``: one run with ``seeds[0]`` (the pipeline's LIME run: its samples are already
-    in the shared evaluator's memo) and ``resamples`` ridge refits on resampled rows; ``seeds``:
-    one run per seed."""
+    ``bootstrap``: one run with ``seeds[0]`` and ``resamples`` ridge refits on resampled rows;
+    ``fitted`` is that run when the caller already made it, as ``(the Lime instance, its
+    attribution)`` with the same seed, target and settings (the pipeline passes its own LIME
+    run, so the check re-runs nothing: on a 256-token passage re-running LIME on its memoized
+    rows was 20 CPU s); ``seeds``: one run per seed."""
     if mode not in MODES:
         raise TwopathError(f"unknown stability mode {mode!r}; expected one of {list(MODES)}")
     if not seeds:
@@ -53,8 +55,14 @@ def stability(adapter: Any, example: Example, target: str, method: str = "lime",
         return _across_seeds(adapter, example, target, method, seeds, k, **settings)
     if resamples < 2:
         raise TwopathError("the LIME bootstrap needs resamples >= 2")
-    lime = ATTRIBUTION_METHODS.create("lime", seed=seeds[0], **settings)
-    run = lime.attribute(adapter, example, target=target)
+    if fitted is None:
+        lime = ATTRIBUTION_METHODS.create("lime", seed=seeds[0], **settings)
+        run = lime.attribute(adapter, example, target=target)
+    else:
+        lime, run = fitted
+        if lime.seed != seeds[0] or run.target != target or lime._table is None:
+            raise TwopathError(f"the fitted LIME run (seed {lime.seed}, target {run.target!r}) is not the "
+                               f"bootstrap's (seed {seeds[0]}, target {target!r})")
     assert lime._table is not None  # set by every LIME fit
     scores = bootstrap_coefficients(lime._table, resamples, seed=seeds[0])
     report = _summary(method, list(run.units), scores, k)
