@@ -56,7 +56,6 @@ from twopath.mechanistic.base import (
 )
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.evaluator import background_key
-from twopath.runtime.hooks import hooked
 from twopath.runtime.interventions import (
     Edit,
     MaskedAblation,
@@ -176,16 +175,8 @@ class _EachMasked:
 
     def logits(self, adapter: Any, inputs: dict[str, Any]) -> list[torch.Tensor]:
         """Logits of every row on ``inputs`` (the example, batch of one), one tensor per pass."""
-        run_hooked = getattr(adapter, "run_hooked", None)
-        parts = []
         with torch.no_grad():
-            for n, hooks in self.passes:
-                if run_hooked is not None:  # the adapter applies the hooks in its own loop
-                    parts.append(run_hooked(repeat_inputs(inputs, n), hooks))
-                    continue
-                with hooked(adapter.model, hooks):
-                    parts.append(adapter.run(repeat_inputs(inputs, n)))
-        return parts
+            return [adapter.run_hooked(repeat_inputs(inputs, n), hooks) for n, hooks in self.passes]
 
 
 def grouped(components: list[Component], groups: list[list[int]] | None) -> tuple[list[Component], list[list[Component]]]:

@@ -229,6 +229,15 @@ class ModelAdapter(ABC):
     def run(self, inputs: Inputs) -> torch.Tensor:
         """One forward pass (gradients allowed) returning logits (n, n_labels)."""
 
+    def run_hooked(self, inputs: Inputs, hooks: Sequence[Any]) -> torch.Tensor:
+        """:meth:`run` with ``hooks`` (:class:`~twopath.runtime.hooks.Hook`) registered for the
+        pass and removed after it; an adapter may apply them in its own loop instead (the
+        tabular MLP does)."""
+        from twopath.runtime.hooks import hooked
+
+        with hooked(self.model, hooks):
+            return self.run(inputs)
+
     #: rows per forward pass when a caller gives none (``None``: the whole batch at once)
     batch_size: int | None = None
     #: a hard cap on rows per forward pass (``--batch-size``); ``None``: from ``memory_budget``
