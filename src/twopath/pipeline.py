@@ -236,6 +236,11 @@ SANITY_LONG_STEPS = 4
 #: model's outputs change. The table says so. A table's rows cost next to nothing.
 SANITY_SAMPLING_MAX_UNITS = {"text": 8, "tabular": 24}
 SAMPLING_METHODS = ("lime", "shap")
+#: On longer text IG takes 16 fixed steps in the check (a table's IG costs nothing and keeps 32):
+#: the check ranks absolute scores, and 16 steps rank them as 32 do (Spearman of the absolute
+#: scores against the run's own IG 0.999 on a 48-word review, 1.0 on a 12-word one; after full
+#: randomization 0.112 vs 0.111 and 0.476 vs 0.420, the same verdicts) at half the gradient rows.
+SANITY_LONG_TEXT_IG = {"n_steps": 16, "max_steps": 16}
 
 
 def sanity_plan(n_units: int, n_blocks: int, methods: Sequence[str], positional: bool = True) -> dict[str, Any]:
@@ -248,7 +253,8 @@ def sanity_plan(n_units: int, n_blocks: int, methods: Sequence[str], positional:
                for m in methods if m in SAMPLING_METHODS and n_units > limit}
     from twopath.comparisons.sanity import coarse_steps
 
-    return {"settings": SANITY_LONG_SETTINGS, "repeats": 1, "steps": coarse_steps(n_blocks, SANITY_LONG_STEPS),
+    settings = {**SANITY_LONG_SETTINGS, "integrated_gradients": SANITY_LONG_TEXT_IG} if positional else SANITY_LONG_SETTINGS
+    return {"settings": settings, "repeats": 1, "steps": coarse_steps(n_blocks, SANITY_LONG_STEPS),
             "methods": [m for m in methods if m not in skipped], "skipped": skipped}
 
 

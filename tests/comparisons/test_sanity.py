@@ -251,8 +251,10 @@ def test_the_sanity_plan_bounds_long_inputs():
     assert text["repeats"] == 1 and text["steps"] == [1, 2, 4, 7]
     assert text["methods"] == ["integrated_gradients", "occlusion"]
     assert set(text["skipped"]) == {"shap", "lime"} and all("12 units" in r for r in text["skipped"].values())
+    assert text["settings"]["integrated_gradients"] == {"n_steps": 16, "max_steps": 16}
     table = sanity_plan(12, 7, methods, positional=False)  # a table's rows are cheap: all methods
     assert table["repeats"] == 1 and table["steps"] == [1, 2, 4, 7] and table["methods"] == methods
+    assert table["settings"]["integrated_gradients"] == {"max_steps": 32}
     long = sanity_plan(48, 7, methods, positional=False)
     assert long["methods"] == ["integrated_gradients", "occlusion"]
     assert set(long["skipped"]) == {"shap", "lime"} and all("48 units" in r for r in long["skipped"].values())

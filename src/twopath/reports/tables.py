@@ -135,6 +135,12 @@ def _circuit(result: ExampleResult) -> pd.DataFrame | None:
     ])
 
 
+def _circuit_search(result: ExampleResult) -> str:
+    """The caption's note on a pruned search (the exact one needs none)."""
+    search = (result.tables.get("circuit") or {}).get("search", "")
+    return f" Search: {search}." if search.startswith("pruned") else ""
+
+
 def _mechanisms(result: ExampleResult) -> dict[str, Table]:
     mech = result.tables.get("mechanisms") or {}
     out: dict[str, Table] = {}
@@ -208,8 +214,8 @@ def example_tables(result: ExampleResult) -> dict[str, Table]:
          "Correlation between ablation (drop in output), exact patching and attribution patching (share of the "
          "clean-vs-corrupted gap carried) on the components both measured.",
          result.tables.get("internal_agreement")),
-        ("circuit", "Internal path: circuit", "Greedy circuit: share of the clean output kept (sufficiency) and removed (necessity).",
-         _circuit(result)),
+        ("circuit", "Internal path: circuit", "Greedy circuit: share of the clean output kept (sufficiency) and removed (necessity)."
+         + _circuit_search(result), _circuit(result)),
         ("agreement", "Comparison: agreement between input methods", "Rank correlation, top-3 overlap and sign agreement, per pair.",
          _pairs(result.tables.get("agreement"))),
         ("deletion", "Comparison: deletion check", "Remove the top-k units (input path) or ablate the top-k components (internal path).",
