@@ -196,6 +196,30 @@ def test_bridge_map_shares_its_passes_and_equals_one_captum_run_per_component(be
     assert np.abs(alone).max() > 1e-3 and np.allclose(shared, alone, atol=1e-6)
 
 
+def test_bridge_score_equals_one_map_per_draw(bert):
+    """The top components and the control draws share one map: the same shares as one map each."""
+    _budget(bert, None, None)
+    example = Example("t", TEXT)
+    pool = bert.components("head")
+    units = bert.units(example)
+    scores = np.arange(len(units), dtype=float)
+    attribution = Attribution("t", "made-up", "positive", units, scores)
+    score = bridges.bridge_score(bert, example, attribution, pool[::-1], pool, k_components=3, n_random=3, seed=4)
+    top_units = attribution.ranking()[:3]
+    top = pool[::-1][:3]
+    others = [c for c in pool if c not in top]
+    rng = np.random.default_rng(4)
+    control = []
+    for _ in range(3):
+        draw = [others[i] for i in rng.choice(len(others), size=3, replace=False)]
+        control.append(bridges._share_on(bridges.bridge_map(bert, example, draw, 1), top_units))
+    alone = bridges.bridge_map(bert, example, top, 1)
+    assert score["share_on_top_units"] == pytest.approx(bridges._share_on(alone, top_units), abs=1e-6)
+    assert score["control_mean"] == pytest.approx(float(np.mean(control)), abs=1e-6)
+    assert score["control_sd"] == pytest.approx(float(np.std(control)), abs=1e-6)
+    assert np.allclose(score["map"]["values"], alone.to_numpy(), atol=1e-6)
+
+
 # --- input curves: a grid of k beyond 25 points ------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ with the same share for random components of the same kind (the control).
 The map is computed for all its components at once (:func:`components_input_attribution`): the
 interpolated inputs of the integral are the same for every component, so they run forward once
 (in batches the adapter's memory budget allows) and each component takes one backward pass
-through that graph; the heads' directions come from one backward pass of the example. The
+through that graph; the heads' directions come from one backward pass of the example. The top
+components and the control's random draws share one such map. The
 numbers are captum's (the same Gauss-Legendre points and weights; checked against one captum
 run per component), at about two thirds of the cost.
 """
@@ -177,13 +178,14 @@ def bridge_score(adapter: Any, example: Example, attribution: Attribution, ranke
     target = adapter.label_index(attribution.target)
     top_units = attribution.ranking()[:k_units]
     top = list(ranked[:k_components])
-    matrix = bridge_map(adapter, example, top, target)
     rng = np.random.default_rng(seed)
     others = [c for c in pool if c not in top]
-    control = []
-    for _ in range(n_random):
-        draw = [others[i] for i in rng.choice(len(others), size=min(k_components, len(others)), replace=False)]
-        control.append(_share_on(bridge_map(adapter, example, draw, target), top_units))
+    draws = [[others[i] for i in rng.choice(len(others), size=min(k_components, len(others)), replace=False)]
+             for _ in range(n_random)]
+    # one map for the top components and every control draw: they share the integral's forward passes
+    whole = bridge_map(adapter, example, list(dict.fromkeys([*top, *(c for d in draws for c in d)])), target)
+    matrix = whole[[str(c) for c in top]]
+    control = [_share_on(whole[[str(c) for c in draw]], top_units) for draw in draws]
     flows = matrix.abs().iloc[top_units].sum(0).sort_values(ascending=False)
     return {
         "top_units": [attribution.units[i] for i in top_units],
