@@ -253,4 +253,4 @@ def find_circuit(adapter: Any, example: Example, target: int, corrupted: Example
     found = [c for c in per_layer if c.found] or per_layer
     best = min(found, key=lambda c: (len(c.components), -c.necessity))
     return {**best.to_dict(), "reference": "mean", "layer": best.components[0].layer,
-            "per_layer": [{"layer": i, **{k: v for k, v in c.to_dict().items() if k != "history"}} for i, c in enumerate(per_layer)]}
+            "per_layer": [{"layer": i, **{k: v for k, v in c.to_dict().items() if k not in ("history", "search")}} for i, c in enumerate(per_layer)]}
