@@ -255,6 +255,10 @@ def test_the_sanity_plan_bounds_long_inputs():
     table = sanity_plan(12, 7, methods, positional=False)  # a table's rows are cheap: all methods
     assert table["repeats"] == 1 and table["steps"] == [1, 2, 4, 7] and table["methods"] == methods
     assert table["settings"]["integrated_gradients"] == {"max_steps": 32}
+    passage = sanity_plan(190, 7, methods)  # a passage: occlusion's rows per randomized model are its words
+    assert passage["methods"] == ["integrated_gradients"] and set(passage["skipped"]) == {"shap", "lime", "occlusion"}
+    assert sanity_plan(128, 7, methods)["methods"] == ["integrated_gradients", "occlusion"]
+    assert sanity_plan(190, 7, methods, positional=False)["methods"] == ["integrated_gradients", "occlusion"]
     long = sanity_plan(48, 7, methods, positional=False)
     assert long["methods"] == ["integrated_gradients", "occlusion"]
     assert set(long["skipped"]) == {"shap", "lime"} and all("48 units" in r for r in long["skipped"].values())
