@@ -305,3 +305,21 @@ def test_position_groups_beyond_the_cap_are_spans_of_consecutive_words():
     assert max(sizes) - min(sizes) <= 2  # runs of nearly equal length, words never split
     assert all(len(g) % 2 == 0 for g in merged[1:-1])
     assert spans(words[:5], 10) == words[:5]
+
+
+def test_a_passage_gets_the_coarser_curve_grid():
+    assert faithfulness.curve_points_for(8) == faithfulness.curve_points_for(128) == faithfulness.MAX_CURVE_POINTS
+    assert faithfulness.curve_points_for(129) == faithfulness.MAX_CURVE_POINTS_LONG < faithfulness.MAX_CURVE_POINTS
+    grid = faithfulness.curve_ks(190, max_points=faithfulness.curve_points_for(190))
+    assert grid[0] == 0 and grid[1] == 1 and 38 in grid and grid[-1] == 190 and len(grid) <= 15
+
+
+def test_input_curves_follow_the_grid_rule_by_default(bert, monkeypatch):
+    text = " ".join(" ".join(CORPUS).split()[:30])
+    example = Example("long", text)
+    n = len(bert.units(example))
+    attribution = Attribution("long", "made-up", "positive", bert.units(example), np.arange(n, dtype=float))
+    before = faithfulness.input_faithfulness(bert, example, [attribution], n_random=1)[0]["curve_k"]
+    monkeypatch.setattr(faithfulness, "LONG_CURVE_UNITS", n - 1)  # this input is now "a passage"
+    after = faithfulness.input_faithfulness(bert, example, [attribution], n_random=1)[0]["curve_k"]
+    assert len(before) >= faithfulness.MAX_CURVE_POINTS and len(after) <= faithfulness.MAX_CURVE_POINTS_LONG + 2

@@ -24,8 +24,8 @@ Units are ranked by signed score (toward the target first); components by effect
 **Long inputs.** A full input curve has ``n + 1`` points per ranking (17 rankings: six methods and
 ten random orders, twice), so its rows grow with the number of words and its cost with the
 square of the length. Beyond ``MAX_CURVE_POINTS - 1`` units the input curves are evaluated on a
-grid of k (evenly spaced, always with 0, 1, the top 20 % and n; listed in the row's ``curve_k``)
-and AOPC is the mean of the curve interpolated linearly between grid points over every k — the
+grid of k (25 points, 13 beyond 128 units: :func:`curve_points_for`; evenly spaced, always with
+0, 1, the top 20 % and n; listed in the row's ``curve_k``) and AOPC is the mean of the curve interpolated linearly between grid points over every k — the
 exact mean on the grid points themselves. Rows, comprehensiveness and sufficiency are exact; the
 seed sentence (8 words) and every input up to 24 units keep the full curve. Component curves
 (30 components) never need a grid. Masked-ablation batches are sized by the adapter's memory
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -47,8 +47,11 @@ from twopath.runtime.interventions import MaskedAblation
 from twopath.runtime.trace import caches, example_key
 from twopath.types import Attribution, Component, Example, Localization
 
-#: input curves with more points than this are evaluated on a grid of k
+#: input curves with more points than this are evaluated on a grid of k ...
 MAX_CURVE_POINTS = 25
+#: ... of this many points beyond ``LONG_CURVE_UNITS`` units (:func:`curve_points_for`)
+MAX_CURVE_POINTS_LONG = 13
+LONG_CURVE_UNITS = 128
 #: random orders of the control: ``N_RANDOM``, or ``N_RANDOM_LONG`` on longer inputs
 #: (:func:`random_orders_for`)
 N_RANDOM = 10
@@ -68,6 +71,16 @@ def random_orders_for(n_units: int, positional: bool = True) -> int:
     +-0.05, against gaps of about 0.2 between the methods and the control)."""
     limit = FULL_CONTROL_UNITS["text" if positional else "tabular"]
     return N_RANDOM if n_units <= limit else N_RANDOM_LONG
+
+
+def curve_points_for(n_units: int) -> int:
+    """The most points of an input curve over ``n_units`` units: 25, or 13 beyond 128 units.
+
+    On a 190-word passage the 13-point grid's AOPC differs from a 49-point grid's by at most
+    0.007 (the 25-point grid's by 0.002; the gaps between methods there are 0.017 and more), at
+    about half the rows of the 25-point one; on a 48-word review it would differ by 0.011, so
+    shorter inputs keep 25 points."""
+    return MAX_CURVE_POINTS if n_units <= LONG_CURVE_UNITS else MAX_CURVE_POINTS_LONG
 
 
 def curve_ks(n: int, k_max: int | None = None, max_points: int | None = None) -> np.ndarray:
@@ -153,15 +166,17 @@ def _random_orders(n: int, seeds: int, seed: int) -> np.ndarray:
 
 
 def input_faithfulness(adapter: Any, example: Example, attributions: Sequence[Attribution],
-                       n_random: int | None = None, seed: int = 0, max_points: int | None = MAX_CURVE_POINTS
+                       n_random: int | None = None, seed: int = 0, max_points: int | None | Literal["rule"] = "rule"
                        ) -> list[dict[str, Any]]:
     """Curves for each attribution method and the random-order control, in target probability
-    (on a grid of k beyond ``max_points`` points; ``None``: every k), with ``n_random`` random
-    orders (default: :func:`random_orders_for` the input's units)."""
+    (on a grid of k beyond ``max_points`` points: by default :func:`curve_points_for` the input's
+    units; ``None``: every k), with ``n_random`` random orders (default: :func:`random_orders_for`
+    the input's units)."""
     target = adapter.label_index(attributions[0].target)
     ev = evaluator_for(adapter, example, target, "probability")
     n = ev.n_units
     n_random = random_orders_for(n, adapter.positional) if n_random is None else n_random
+    max_points = curve_points_for(n) if max_points == "rule" else max_points
     ks = curve_ks(n, max_points=max_points)
     ranked = [np.argsort(-a.scores, kind="stable") for a in attributions]
     orders = np.vstack([*ranked, _random_orders(n, n_random, seed)])
