@@ -28,8 +28,8 @@ the seed sentence keeps the exact search) the heads' search scores every candida
 ``REFRESH``-th step (the first included); in between it re-scores the ``RESCORE`` candidates whose
 last scores were highest, and adds the best of those. A candidate's gain rarely jumps from the
 bottom of the field to the top in one step, so the circuit is almost always the same set at
-about half the rows (on the reference MiniLM, 15 searches from 8 to 48 words, mean and contrast
-reference: the same size every time, the same set 13 times, 19 of 20 heads twice; the order of
+about half the rows (on the reference MiniLM, 16 searches from 8 to 48 words, mean and contrast
+reference: the same size every time, the same set 15 times, 19 of 20 heads once; the order of
 additions often differs). The table's ``search`` says which search ran.
 """
 
