@@ -25,8 +25,9 @@ Units are ranked by signed score (toward the target first); components by effect
 ten random orders, twice), so its rows grow with the number of words and its cost with the
 square of the length. Beyond ``MAX_CURVE_POINTS - 1`` units the input curves are evaluated on a
 grid of k (25 points, 13 beyond 128 units: :func:`curve_points_for`; evenly spaced, always with
-0, 1, the top 20 % and n; listed in the row's ``curve_k``) and AOPC is the mean of the curve interpolated linearly between grid points over every k — the
-exact mean on the grid points themselves. Rows, comprehensiveness and sufficiency are exact; the
+0, 1, the top 20 % and n; listed in the row's ``curve_k``) and AOPC is the mean of the curve
+interpolated linearly between grid points over every k — the exact mean on the grid points
+themselves. Rows, comprehensiveness and sufficiency are exact; the
 seed sentence (8 words) and every input up to 24 units keep the full curve. Component curves
 (30 components) never need a grid. Masked-ablation batches are sized by the adapter's memory
 budget (:meth:`~twopath.runtime.adapter.ModelAdapter.rows_per_pass`).

@@ -51,6 +51,7 @@ EXACT_SEARCH_UNITS = 8
 #: beyond it: the candidates re-scored at a pruned step, and every how many steps all are scored
 RESCORE = 16
 REFRESH = 4
+EXACT_SEARCH = "exact greedy: every candidate scored at every step"
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Circuit:
     none: float
     history: list[dict[str, Any]] = field(default_factory=list)
     control: dict[str, float] = field(default_factory=dict)
-    search: str = "exact greedy: every candidate scored at every step"
+    search: str = EXACT_SEARCH
 
     @property
     def found(self) -> bool:
@@ -149,7 +150,7 @@ class _Resumed:
 def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequence[Component] | None = None,
                    corrupted: Example | None = None, threshold: float = 0.8, max_size: int | None = None,
                    n_controls: int = 20, seed: int = 0, output: OutputSpace = "logit_diff",
-                   rescore: int | None = None, refresh: int = 4) -> Circuit:
+                   rescore: int | None = None, refresh: int = REFRESH) -> Circuit:
     """Grow a circuit greedily by sufficiency; measure necessity and a random-set control.
 
     With ``corrupted`` the ablation reference is that input's activations, else the mean over
@@ -216,7 +217,7 @@ def greedy_circuit(adapter: Any, example: Example, target: int, candidates: Sequ
     rs, rn = shares(random_sets)
     control = {"n": n_controls, "sufficiency_mean": float(rs.mean()), "sufficiency_sd": float(rs.std()),
                "necessity_mean": float(rn.mean()), "necessity_sd": float(rn.std())}
-    search = ("exact greedy: every candidate scored at every step" if rescore is None else
+    search = (EXACT_SEARCH if rescore is None else
               f"pruned greedy: every candidate scored at every {refresh}th step, else the {rescore} "
               "with the highest last scores")
     return Circuit([candidates[i] for i in chosen], suff, nec, threshold, float(clean), float(none), history, control,
