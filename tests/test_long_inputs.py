@@ -157,6 +157,25 @@ def test_masked_ablation_chunks_equal_single_rows(bert, max_rows, rows):
     assert torch.allclose(batched, single, atol=1e-6)
 
 
+def test_pass_budget_by_device_and_pass_kind(bert):
+    """On the CPU forward passes take the cache-sized budget and passes with a backward pass the
+    larger one; a set ``memory_budget`` or ``max_rows`` overrides both; IG's rows follow it."""
+    from twopath.attribution.base import gradient_rows
+    from twopath.runtime.adapter import CPU_PASS_BUDGET, PASS_BUDGET
+
+    inputs = bert.inputs(Example("t", TEXT))
+    per_row = bert.row_bytes(inputs)
+    assert bert.device.type == "cpu" and CPU_PASS_BUDGET < PASS_BUDGET
+    assert bert.pass_budget() == CPU_PASS_BUDGET and bert.pass_budget(gradients=True) == PASS_BUDGET
+    assert bert.rows_per_pass(inputs) == CPU_PASS_BUDGET // per_row
+    assert gradient_rows(bert, inputs) == (PASS_BUDGET // per_row) // (3 * bert.n_layers)
+    bert.memory_budget = 40 * per_row
+    assert bert.pass_budget() == bert.pass_budget(gradients=True) == 40 * per_row
+    assert bert.rows_per_pass(inputs) == 40 and gradient_rows(bert, inputs) == 40 // (3 * bert.n_layers)
+    bert.max_rows = 3
+    assert bert.rows_per_pass(inputs) == 3 and bert.rows_per_pass(inputs, PASS_BUDGET) == 3
+
+
 def test_circuit_search_does_not_depend_on_the_budget(bert):
     example = Example("t", TEXT)
     results = []

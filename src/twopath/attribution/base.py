@@ -102,11 +102,13 @@ class Budget:
 
 
 def gradient_rows(adapter: Any, inputs: Any) -> int:
-    """Rows one forward-and-backward pass may take: the adapter's forward budget
-    (:meth:`~twopath.runtime.adapter.ModelAdapter.rows_per_pass`) divided by three copies of every
-    layer's activations, which a backward pass keeps (at 256 MiniLM tokens: 10 rows, not 182)."""
+    """Rows one forward-and-backward pass may take: the rows of the adapter's budget for passes
+    with gradients (:meth:`~twopath.runtime.adapter.ModelAdapter.pass_budget`) divided by three
+    copies of every layer's activations, which a backward pass keeps (at 60 MiniLM tokens: 6 rows,
+    not 121)."""
     layers = max(1, int(getattr(adapter, "n_layers", 1) or 1))
-    return max(1, adapter.rows_per_pass(inputs) // (3 * layers))
+    rows = adapter.rows_per_pass(inputs, adapter.pass_budget(gradients=True))
+    return max(1, rows // (3 * layers))
 
 
 def evaluator_meta(evaluator: Any, requested_before: int, evaluated_before: int) -> dict[str, Any]:
