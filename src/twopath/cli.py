@@ -433,7 +433,7 @@ def explain(
     background: Annotated[Path | None, typer.Option(help="reference sentences for mean ablation: a text file (one per line) or a CSV/JSONL/Parquet 'text' column (default: built-in neutral sentences)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
-    batch_size: Annotated[int | None, typer.Option(min=1, help="most rows per forward pass (default: what fits a 256 MiB activation budget)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="most rows per forward pass (default: what fits a 64 MiB activation budget on the CPU, 256 MiB on a GPU)")] = None,
     truncate: Annotated[bool, typer.Option("--truncate", help="explain a text longer than the model takes, cut after its last whole word that fits (the report says how many tokens were dropped); without it such a text is an error")] = False,
     allow_new_head: Annotated[bool, typer.Option("--allow-new-head", help="explain a model whose classification head is missing from the weights (randomly initialised; the report says so)")] = False,
     config: Annotated[Path | None, typer.Option(help="TOML file with \\[methods] and per-method settings")] = None,
