@@ -208,6 +208,7 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
                 prefix.start = starts[step]
             scores = _as_scores(explain(clone), original)
             rows += [{**base, **_compare(m, step, "+".join(labels), original[m], scores[m], k)} for m in original]
+        del clone  # before the next cascade copies the model: one copy alive at a time
     frame = pd.DataFrame(rows)
     final = frame[frame["step"] == n].groupby("method", sort=False)["spearman_abs"].mean()
     frame["verdict"] = frame["method"].map({m: verdict(float(final[m]), threshold) for m in original})
