@@ -110,6 +110,40 @@ def test_same_seed_same_randomization(loan_adapter):
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+def test_the_cascade_copy_shares_only_what_it_never_redraws(tiny_sentiment):
+    """Embeddings outside the cascade are the original's own tensors (not duplicated); every
+    redrawn layer is the copy's own; with the embeddings in the cascade nothing is shared."""
+    inputs = tiny_sentiment.forward_inputs(Example("s", SENTENCE))
+    before = snapshot(tiny_sentiment, inputs)
+    embedding = tiny_sentiment.embedding_layer().weight
+    clone = randomized_copy(tiny_sentiment, seed=0)
+    assert clone.embedding_layer().weight is embedding
+    redrawn = [p for _, prefixes in layer_blocks(tiny_sentiment) for p in prefixes]
+    original = dict(tiny_sentiment.model.named_parameters())
+    for name, param in clone.model.named_parameters():
+        assert (param is original[name]) == (not any(name == p or name.startswith(p + ".") for p in redrawn)), name
+    full = randomized_copy(tiny_sentiment, seed=0, embeddings=True)
+    assert not any(a is b for a, b in zip(full.model.parameters(), tiny_sentiment.model.parameters(), strict=True))
+    assert not torch.equal(full.embedding_layer().weight, embedding)
+    assert_unchanged(tiny_sentiment, inputs, before)
+
+
+def test_a_weight_tied_to_a_redrawn_head_is_copied(tmp_path):
+    """A causal LM's output head is its input embedding: redrawing the head must not reach the original."""
+    from tests.tiny_models import save_tiny
+    from twopath.runtime.text import PromptedLM
+
+    adapter = PromptedLM.from_pretrained_prompted(save_tiny("gpt2", tmp_path / "lm", causal_lm=True),
+                                                  "Review: {text} Sentiment:", [" bad", " good"])
+    assert adapter.model.lm_head.weight is adapter.embedding_layer().weight  # tied
+    inputs = adapter.forward_inputs(Example("s", SENTENCE))
+    before = snapshot(adapter, inputs)
+    clone = randomized_copy(adapter, n_blocks=1, seed=0)  # the head only
+    assert clone.embedding_layer().weight is not adapter.embedding_layer().weight
+    assert clone.model.lm_head.weight is clone.embedding_layer().weight  # still tied in the copy
+    assert_unchanged(adapter, inputs, before)
+
+
 def test_randomize_block_rejects_an_empty_block(loan_adapter):
     clone = detached_copy(loan_adapter)
     with pytest.raises(TwopathError):

@@ -23,9 +23,10 @@ Layers, from the top down:
 A randomized weight matrix or bias is redrawn from ``N(0, std)`` with the std of the values it
 replaces (so activations keep their scale); normalization layers are reset to their initial
 state (gain 1, shift 0). The draws come from one seeded generator, so the check is repeatable.
-Every step works on a deep copy of the adapter: the original model is never touched, and the
-copy's cache (traces and the coalition evaluators shared by SHAP, LIME and occlusion) is
-dropped before each explanation, so no method is served the original model's outputs.
+Every step works on a copy of the adapter whose redrawn layers are its own (the parameters the
+cascade never redraws, a text model's embeddings, are shared read-only): the original model is
+never touched, and the copy's cache (traces and the coalition evaluators shared by SHAP, LIME
+and occlusion) is dropped before each explanation, so no method is served the original model's outputs.
 
 The blocks below a step's randomized ones are still the original's, so on transformers every
 perturbation row of a step resumes from the original model's state entering the first randomized
@@ -64,17 +65,34 @@ def layer_blocks(adapter: Any, embeddings: bool = False) -> list[Block]:
     return blocks
 
 
-def detached_copy(adapter: Any) -> Any:
+def detached_copy(adapter: Any, randomized: Sequence[str] | None = None) -> Any:
     """A deep copy of ``adapter`` (model included), with nothing memoized.
 
-    The tokenizer is shared, not copied: it holds no model state. The copy is a new object, so
-    its cache (:func:`twopath.runtime.trace.caches`) starts empty.
+    The tokenizer is shared, not copied: it holds no model state. With ``randomized`` (the
+    module-name prefixes a cascade will redraw), every parameter none of whose names lies under
+    them is shared with ``adapter`` too: the copy never writes to it, and a text model's
+    embeddings (half of MiniLM's weights, more of an LLM's) are not duplicated. A parameter
+    tied to a redrawn one (a decoder's output head and its input embedding) is copied. The copy
+    is a new object, so its cache (:func:`twopath.runtime.trace.caches`) starts empty.
     """
     memo: dict[int, Any] = {}
     tokenizer = getattr(adapter, "tokenizer", None)
     if tokenizer is not None:
         memo[id(tokenizer)] = tokenizer
+    if randomized is not None:
+        memo.update({id(p): p for p in untouched_parameters(adapter.model, randomized)})
     return copy.deepcopy(adapter, memo)
+
+
+def untouched_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
+    """The parameters of ``model`` none of whose names (tied ones have several) is under ``prefixes``."""
+    names: dict[int, list[str]] = {}
+    params: dict[int, nn.Parameter] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+        params[id(param)] = param
+    return [params[i] for i, found in names.items()
+            if not any(_under(name, prefix) for name in found for prefix in prefixes)]
 
 
 def clear_caches(adapter: Any) -> None:
@@ -115,7 +133,7 @@ def randomized_copy(adapter: Any, n_blocks: int | None = None, seed: int = 0,
     """A deep copy of ``adapter`` with its top ``n_blocks`` layers randomized (all by default)."""
     blocks = layer_blocks(adapter, embeddings)
     n = _n_steps(n_blocks, len(blocks))
-    clone = detached_copy(adapter)
+    clone = detached_copy(adapter, [p for _, prefixes in blocks[:n] for p in prefixes])
     generator = torch.Generator().manual_seed(seed)
     for _, prefixes in blocks[:n]:
         randomize_block(clone.model, prefixes, generator)
@@ -194,7 +212,7 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
     for repeat in range(repeats):
         base = {"repeat": repeat, "seed": seed + repeat}
         rows += [{**base, **_compare(m, 0, "none", s, s, k)} for m, s in original.items()]
-        clone = detached_copy(adapter)
+        clone = detached_copy(adapter, [p for _, prefixes in blocks[:n] for p in prefixes])
         clone.shared_prefix = prefix
         generator = torch.Generator().manual_seed(seed + repeat)
         labels: list[str] = []
