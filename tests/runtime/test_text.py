@@ -188,6 +188,32 @@ def test_ablation_modes_change_the_output(tiny_text, mode):
     assert np.abs(result.effects).max() > 0
 
 
+def test_background_means_take_one_pass_for_every_site_and_equal_the_full_activations(tiny_text):
+    """The first mean ablation computes every site's background mean in one pass, each equal to
+    the masked mean of that site's full activations; later kinds run no pass of their own."""
+    from twopath.runtime.interventions import background_means
+    from twopath.runtime.trace import forget
+
+    forget(tiny_text)
+    calls = []
+    run = tiny_text.run
+    tiny_text.run = lambda inputs: calls.append(1) or run(inputs)
+    try:
+        heads = background_means(tiny_text, [Component("head", 0, 1)])
+        rest = background_means(tiny_text, [Component("neuron", tiny_text.n_layers - 1, 3), Component("layer", 1)])
+    finally:
+        del tiny_text.run
+    assert len(calls) == 1
+    reference = tiny_text.reference_inputs()
+    probes = [Component("head", 0, 0), Component("neuron", tiny_text.n_layers - 1, 0), Component("layer", 1)]
+    with torch.no_grad(), capture(tiny_text, probes) as store:
+        tiny_text.run(reference)
+    weights = reference["attention_mask"][..., None].float()
+    for key, value in {**heads, **rest}.items():
+        full = (store[key] * weights).sum((0, 1)) / weights.sum((0, 1))
+        assert torch.equal(value, full), key
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 def test_from_pretrained_missing_dir(tmp_path):

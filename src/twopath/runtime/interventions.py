@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -99,8 +99,10 @@ def intervene(adapter: Any, edits: Sequence[Edit]) -> Iterator[None]:
 
 
 @contextmanager
-def capture(adapter: Any, components: Sequence[Component]) -> Iterator[dict[tuple[int, str], torch.Tensor]]:
-    """Record the site tensors of ``components`` (keyed by (layer, kind)) during the block."""
+def capture(adapter: Any, components: Sequence[Component],
+            reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[dict[tuple[int, str], torch.Tensor]]:
+    """Record the site tensors of ``components`` (keyed by (layer, kind)) during the block;
+    with ``reduce``, record ``reduce(tensor)`` instead (the full tensor is not kept)."""
     store: dict[tuple[int, str], torch.Tensor] = {}
     hooks = []
     seen = set()
@@ -113,7 +115,7 @@ def capture(adapter: Any, components: Sequence[Component]) -> Iterator[dict[tupl
 
         def grab(*hook_args: Any, _key: tuple[int, str] = key, _kind: str = where.kind) -> None:
             tensor = hook_args[1][0] if _kind == "pre" else first_tensor(hook_args[2])
-            store[_key] = tensor.detach().clone()
+            store[_key] = tensor.detach().clone() if reduce is None else reduce(tensor.detach())
 
         hooks.append(at(where, grab))
     with hooked(adapter.model, hooks):
@@ -130,19 +132,20 @@ def mean_activations(adapter: Any, components: Sequence[Component], reference: d
     """Mean site activation over a reference batch (over examples and, for text, real tokens).
 
     Returned per site as a vector over the site's last dimension, ready to be sliced per head or
-    neuron and broadcast over positions.
+    neuron and broadcast over positions. Each site is reduced as the pass reaches it, so the
+    pass keeps one vector per site, not its activations.
     """
-    with torch.no_grad(), capture(adapter, components) as store:
-        adapter.run(reference)
     mask = adapter.position_mask(reference)
-    means = {}
-    for key, act in store.items():
+
+    def mean(act: torch.Tensor) -> torch.Tensor:
         if act.dim() == 3 and mask is not None:
             weights = mask[..., None].to(act.dtype)
-            means[key] = (act * weights).sum((0, 1)) / weights.sum((0, 1))
-        else:
-            means[key] = act.reshape(-1, act.shape[-1]).mean(0)
-    return means
+            return (act * weights).sum((0, 1)) / weights.sum((0, 1))
+        return act.reshape(-1, act.shape[-1]).mean(0)
+
+    with torch.no_grad(), capture(adapter, components, reduce=mean) as store:
+        adapter.run(reference)
+    return dict(store)
 
 
 def mean_value(adapter: Any, component: Component, means: dict[tuple[int, str], torch.Tensor]) -> torch.Tensor:
@@ -189,13 +192,33 @@ def background_means(adapter: Any, components: Sequence[Component]) -> dict[tupl
     fingerprint = digest.hexdigest()
     cache = caches(adapter).means
     keys = sorted({site_key(c) for c in components})
-    missing = [k for k in keys if (fingerprint, k) not in cache]
-    if missing:
-        probes = [Component("head" if kind == "head" else "neuron" if kind == "neuron" else "layer", layer, 0)
-                  if kind != "resid" else Component("layer", layer) for layer, kind in missing]
+    if any((fingerprint, k) not in cache for k in keys):
+        # one pass for every site of the model: the other methods' means come free
+        probes = [_probe(key) for key in keys] + _every_site(adapter)
         for key, value in mean_activations(adapter, probes, reference).items():
             cache[(fingerprint, key)] = value
     return {k: cache[(fingerprint, k)] for k in keys}
+
+
+def _probe(key: tuple[int, str]) -> Component:
+    layer, kind = key
+    if kind == "head":
+        return Component("head", layer, 0)
+    return Component("neuron", layer, 0) if kind == "neuron" else Component("layer", layer)
+
+
+def _every_site(adapter: Any) -> list[Component]:
+    """A probe for every (layer, site) ``adapter`` places (a tabular MLP has no heads)."""
+    probes = []
+    for layer in range(int(getattr(adapter, "n_layers", 0) or 0)):
+        for kind in ("head", "neuron", "resid"):
+            probe = _probe((layer, kind))
+            try:
+                adapter.site(probe)
+            except TwopathError:
+                continue
+            probes.append(probe)
+    return probes
 
 
 def reference_inputs(adapter: Any) -> dict[str, torch.Tensor]:
