@@ -26,7 +26,8 @@ state (gain 1, shift 0). The draws come from one seeded generator, so the check 
 Every step works on a copy of the adapter whose redrawn layers are its own (the parameters the
 cascade never redraws, a text model's embeddings, are shared read-only): the original model is
 never touched, and the copy's cache (traces and the coalition evaluators shared by SHAP, LIME
-and occlusion) is dropped before each explanation, so no method is served the original model's outputs.
+and occlusion) is dropped before each explanation, so no method is served the original model's
+outputs.
 
 The blocks below a step's randomized ones are still the original's, so on transformers every
 perturbation row of a step resumes from the original model's state entering the first randomized
@@ -130,7 +131,8 @@ def randomize_block(model: nn.Module, prefixes: Sequence[str], generator: torch.
 
 def randomized_copy(adapter: Any, n_blocks: int | None = None, seed: int = 0,
                     embeddings: bool = False) -> Any:
-    """A deep copy of ``adapter`` with its top ``n_blocks`` layers randomized (all by default)."""
+    """A copy of ``adapter`` with its top ``n_blocks`` layers randomized (all by default); the
+    parameters it does not redraw are shared (:func:`detached_copy`)."""
     blocks = layer_blocks(adapter, embeddings)
     n = _n_steps(n_blocks, len(blocks))
     clone = detached_copy(adapter, [p for _, prefixes in blocks[:n] for p in prefixes])

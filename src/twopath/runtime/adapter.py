@@ -252,7 +252,7 @@ class ModelAdapter(ABC):
 
     #: rows per forward pass when a caller gives none (``None``: the whole batch at once)
     batch_size: int | None = None
-    #: a hard cap on rows per forward pass (``--batch-size``); ``None``: from ``memory_budget``
+    #: a hard cap on rows per forward pass (``--batch-size``); ``None``: from :meth:`pass_budget`
     max_rows: int | None = None
     #: bytes of activations one forward pass may hold (sets the automatic cap); ``None``: by
     #: device (:meth:`pass_budget`). Set it to trade memory for rows per pass.
