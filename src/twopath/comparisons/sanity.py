@@ -85,6 +85,11 @@ def detached_copy(adapter: Any, randomized: Sequence[str] | None = None) -> Any:
     return copy.deepcopy(adapter, memo)
 
 
+def redrawn(blocks: Sequence[Block]) -> list[str]:
+    """The module-name prefixes a cascade over ``blocks`` redraws."""
+    return [prefix for _, prefixes in blocks for prefix in prefixes]
+
+
 def untouched_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
     """The parameters of ``model`` none of whose names (tied ones have several) is under ``prefixes``."""
     names: dict[int, list[str]] = {}
@@ -135,7 +140,7 @@ def randomized_copy(adapter: Any, n_blocks: int | None = None, seed: int = 0,
     parameters it does not redraw are shared (:func:`detached_copy`)."""
     blocks = layer_blocks(adapter, embeddings)
     n = _n_steps(n_blocks, len(blocks))
-    clone = detached_copy(adapter, [p for _, prefixes in blocks[:n] for p in prefixes])
+    clone = detached_copy(adapter, redrawn(blocks[:n]))
     generator = torch.Generator().manual_seed(seed)
     for _, prefixes in blocks[:n]:
         randomize_block(clone.model, prefixes, generator)
@@ -214,7 +219,7 @@ def randomization_check(adapter: Any, explain: Explain, n_steps: int | None = No
     for repeat in range(repeats):
         base = {"repeat": repeat, "seed": seed + repeat}
         rows += [{**base, **_compare(m, 0, "none", s, s, k)} for m, s in original.items()]
-        clone = detached_copy(adapter, [p for _, prefixes in blocks[:n] for p in prefixes])
+        clone = detached_copy(adapter, redrawn(blocks[:n]))
         clone.shared_prefix = prefix
         generator = torch.Generator().manual_seed(seed + repeat)
         labels: list[str] = []
