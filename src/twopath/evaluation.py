@@ -13,7 +13,18 @@ Per example (explained at its predicted label):
   left out, its stability is measured on the seed example);
 * the internal path's ranking: mean ablation of every head (text) or neuron (tables);
 * deletion / insertion AOPC, comprehensiveness and sufficiency for each ranking, beside a
-  random-order control (3 orders; the internal curves over the top 10 components);
+  random-order control (the internal curves over the top 10 components). The protocol is
+  lighter than a single report's, because the dataset's numbers are means over examples
+  (:data:`DATASET_PROTOCOL`): **one random order per example** (the control is the mean over
+  the examples, its sd includes the spread between orders), and input curves of more than 10
+  units on an **11-point grid of k** (AOPC interpolated between the points; comprehensiveness
+  and sufficiency exact). Measured on 40 held-out sentences of the fine-tuned MiniLM (8-29
+  words): the grid moved a method's mean AOPC over the dataset by at most 0.003 (per example
+  0.002-0.006 on average, 0.025 at most, against an sd over examples of 0.13-0.19), and one
+  order instead of three moved the controls' means by at most 0.016, within one standard error
+  over the 40 examples (0.02-0.03; deletion AOPC's sd over examples 0.127 instead of 0.090),
+  against gaps of about 0.2 between the methods and their control; together they halve the
+  curves' model rows (about 310 -> 150 on a 20-word sentence);
 * rank agreement (Spearman) between every pair of input methods;
 * the *type of insight* comparison: the drop in target probability when the top component is
   mean-ablated versus when the top unit is deleted.
@@ -55,8 +66,15 @@ DATASET_SETTINGS: dict[str, dict[str, Any]] = {
     "shap": {"max_evals": 100, "exact_max_units": 8},
     "integrated_gradients": {"max_steps": 64},
 }
-N_RANDOM = 3
+#: random orders per example of the dataset path's controls (see the module docstring)
+N_RANDOM = 1
 K_INTERNAL = 10
+#: the most points of the dataset path's input curves (a grid of k beyond)
+CURVE_POINTS = 11
+#: the dataset path's curve protocol, in words (report captions)
+DATASET_PROTOCOL = (f"random-order control: one random order per example (its sd over the examples includes the "
+                    f"spread between orders); input curves of more than {CURVE_POINTS - 1} units on a "
+                    f"{CURVE_POINTS}-point grid of k")
 #: the per-example tables (their names are the store's file names)
 TABLES = ("examples", "attributions", "components", "faithfulness", "agreement")
 
@@ -107,7 +125,8 @@ def _compute(adapter: Any, example: Example, methods: Sequence[str], seed: int,
                     .attribute(adapter, example, target=target) for m in chosen]
     kind = f"{adapter.default_component}_ablation"
     ablation = MECHANISTIC_METHODS.create(kind, **settings.get(kind, {})).localize(adapter, example, target=target)
-    rows = faithfulness.input_faithfulness(adapter, example, attributions, n_random=N_RANDOM, seed=seed)
+    rows = faithfulness.input_faithfulness(adapter, example, attributions, n_random=N_RANDOM, seed=seed,
+                                           max_points=CURVE_POINTS)
     rows += faithfulness.internal_faithfulness(adapter, example, [ablation], k_max=K_INTERNAL, n_random=N_RANDOM, seed=seed)
     unit_drop = next(r for r in rows if r["method"] == attributions[0].method)
     comp_drop = next(r for r in rows if r["method"] == kind)
@@ -199,7 +218,8 @@ def _rows(head: dict[str, Any], result: dict[str, Any], kind: str = "predicted")
                    "rank": int(r)} for c, e, r in zip(ablation.components, ablation.effects,
                                                       _ranks(-ablation.importance), strict=True)]
     faith = [{**own, **{k: r[k] for k in ("path", "method", "n_units", "k20", *METRICS)},
-              "deletion_curve": list(r["deletion_curve"]), "insertion_curve": list(r["insertion_curve"])}
+              "deletion_curve": list(r["deletion_curve"]), "insertion_curve": list(r["insertion_curve"]),
+              "curve_k": list(r.get("curve_k", range(len(r["deletion_curve"]))))}
              for r in result["faithfulness"]]
     agreement = [{**own, "pair": pair, "spearman": float(v)} for pair, v in result["agreement"].items()]
     return {"examples": examples, "attributions": units, "components": components, "faithfulness": faith,
@@ -243,7 +263,7 @@ COLUMNS: dict[str, list[str]] = {
     "attributions": ["example_id", *TARGET, "method", "unit_index", "unit", "score", "rank"],
     "components": ["example_id", *TARGET, "method", "component", "effect", "rank"],
     "faithfulness": ["example_id", *TARGET, "path", "method", "n_units", "k20", *METRICS, "deletion_curve",
-                     "insertion_curve"],
+                     "insertion_curve", "curve_k"],
     "agreement": ["example_id", *TARGET, "pair", "spearman"],
 }
 

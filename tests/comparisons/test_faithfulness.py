@@ -80,6 +80,10 @@ def test_the_random_control_reports_its_orders_and_their_spread():
     np.testing.assert_allclose(random_row["deletion_curve"], np.mean([o["deletion_curve"] for o in orders], 0))
     np.testing.assert_allclose(random_row["aopc_deletion_sd"], np.std([o["aopc_deletion"] for o in orders], ddof=1))
     assert random_row["aopc_deletion_sd"] > 0
+    single = faithfulness.input_faithfulness(adapter, example, [truth], n_random=1, seed=3)[-1]
+    assert single["n_orders"] == 1  # one order has no spread: none is reported (not a zero)
+    assert single["aopc_deletion_sd"] is None and single["aopc_insertion_sd"] is None
+    np.testing.assert_allclose(single["deletion_curve"], orders[0]["deletion_curve"])
 
 
 def test_longer_inputs_average_fewer_random_orders():

@@ -71,3 +71,30 @@ def test_another_example_or_background_gets_its_own_memo(bert):
         assert again.n_evaluated == 1  # the text masks do not use the background, but the key does
     finally:
         bert.background = list(CORPUS[:4])
+
+
+def test_the_dataset_path_draws_one_random_order_on_a_grid_of_k(bert):
+    """Beyond 10 units the dataset path's input curves run on the 11-point grid, and each
+    example's control is exactly one random order, drawn from the example's own seed."""
+    from twopath.comparisons.faithfulness import _curves_from, _random_orders
+    from twopath.evaluation import CURVE_POINTS, evaluate_example, example_seed
+
+    example = Example("long", " ".join(" ".join(CORPUS[3:6]).split()[:16]))
+    forget(bert)
+    tables = evaluate_example(bert, example, seed=0)
+    head = tables["examples"][0]
+    assert head["status"] == "ok"
+    n = head["n_units"]
+    assert n > CURVE_POINTS - 1
+    rows = {(r["path"], r["method"]): r for r in tables["faithfulness"]}
+    control = rows[("input", "random order")]
+    ks = np.asarray(control["curve_k"])
+    np.testing.assert_array_equal(ks, curve_ks(n, max_points=CURVE_POINTS))
+    assert len(ks) < n + 1 and {0, 1, n} <= set(ks.tolist())
+    assert all(r["curve_k"] == control["curve_k"] for (path, _), r in rows.items() if path == "input")
+    assert rows[("internal", "random order")]["curve_k"] == list(range(len(rows[("internal", "random order")]["deletion_curve"])))
+    target = bert.label_index(head["predicted"])
+    ev = evaluator_for(bert, example.with_target(head["predicted"]), target, "probability")
+    deletion, insertion = _curves_from(_random_orders(n, 1, example_seed(0, example.id)), ev, ks)
+    np.testing.assert_allclose(control["deletion_curve"], deletion[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(control["insertion_curve"], insertion[0], rtol=0, atol=1e-6)

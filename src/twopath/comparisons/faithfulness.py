@@ -154,10 +154,10 @@ def _random_row(path: str, deletion: np.ndarray, insertion: np.ndarray, n: int, 
     ``insertion``), with the number of orders and the sd of each order's AOPC."""
     row = _summary("random order", path, deletion.mean(0), insertion.mean(0), n, ks)
     per_order = [_summary("random order", path, d, i, n, ks) for d, i in zip(deletion, insertion, strict=True)]
-    ddof = 1 if len(per_order) > 1 else 0
     row["n_orders"] = len(per_order)
-    row["aopc_deletion_sd"] = float(np.std([r["aopc_deletion"] for r in per_order], ddof=ddof))
-    row["aopc_insertion_sd"] = float(np.std([r["aopc_insertion"] for r in per_order], ddof=ddof))
+    for metric in ("aopc_deletion", "aopc_insertion"):  # one order has no spread to report
+        spread = [r[metric] for r in per_order]
+        row[f"{metric}_sd"] = float(np.std(spread, ddof=1)) if len(spread) > 1 else None
     return row
 
 

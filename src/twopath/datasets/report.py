@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from twopath.datasets.store import Store, write_atomic
+from twopath.evaluation import DATASET_PROTOCOL
 
 
 def write_report(store: Store) -> dict[str, Path]:
@@ -129,7 +130,8 @@ def sections(summary: dict[str, Any], manifest: dict[str, Any]) -> tuple[str, st
     metrics = ("aopc_deletion", "aopc_insertion", "comprehensiveness", "sufficiency")
     out: list[Section] = [(
         "Faithfulness", "Mean ± sd over the examples; a ranking is worth something only where it beats the "
-        "random-order control of its path. Higher is better except sufficiency.", ["path", "method", *metrics],
+        f"random-order control of its path. Higher is better except sufficiency. The {DATASET_PROTOCOL}.",
+        ["path", "method", *metrics],
         [[r["path"], r["method"], *[_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]] for r in summary["faithfulness"]])]
     if summary["agreement"]:
         out.append(("Agreement between input methods", "Spearman ρ of the unit scores, mean ± sd.", ["pair", "spearman"],

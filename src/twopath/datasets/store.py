@@ -36,7 +36,7 @@ from typing import Any
 
 from twopath.types import TwopathError
 
-FORMAT = "twopath-evaluate/2"  # /2: rows carry target_kind (predicted or gold)
+FORMAT = "twopath-evaluate/3"  # /2: rows carry target_kind (predicted or gold); /3: one random order, curve_k
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 OUTPUTS = ("summary.json", "report.md", "examples.csv", "run.json")
@@ -59,7 +59,7 @@ def _schemas() -> dict[str, Any]:
                                  ("rank", i)]),
         "faithfulness": pa.schema([("example_id", s), *target, ("path", s), ("method", s), ("n_units", i),
                                    ("k20", i), *metrics, ("deletion_curve", pa.list_(f)),
-                                   ("insertion_curve", pa.list_(f))]),
+                                   ("insertion_curve", pa.list_(f)), ("curve_k", pa.list_(i))]),
         "agreement": pa.schema([("example_id", s), *target, ("pair", s), ("spearman", f)]),
     }
 

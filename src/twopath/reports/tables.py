@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from twopath.evaluation import DATASET_PROTOCOL
 from twopath.types import ExampleResult
 
 Table = tuple[str, str, pd.DataFrame]
@@ -342,8 +343,8 @@ def dataset_tables(dataset: dict[str, Any] | None) -> dict[str, Table]:
     insight = dataset["insight"]
     return {
         "dataset_faithfulness": ("Over the dataset: faithfulness",
-                                 f"Mean ± sd over {n} held-out examples, each explained at its predicted label; random-order "
-                                 "controls alongside.", faith),
+                                 f"Mean ± sd over {n} held-out examples, each explained at its predicted label; "
+                                 f"{DATASET_PROTOCOL}.", faith),
         "dataset_agreement": ("Over the dataset: agreement between input methods", f"Spearman ρ over {n} examples.",
                               pd.DataFrame(dataset["agreement"])),
         "dataset_insight": ("Over the dataset: top component vs top unit",
