@@ -18,13 +18,13 @@ Per example (explained at its predicted label):
   (:data:`DATASET_PROTOCOL`): **one random order per example** (the control is the mean over
   the examples, its sd includes the spread between orders), and input curves of more than 10
   units on an **11-point grid of k** (AOPC interpolated between the points; comprehensiveness
-  and sufficiency exact). Measured on 40 held-out sentences of the fine-tuned MiniLM (8-29
+  and sufficiency exact). Measured on 40 held-out sentences of the fine-tuned MiniLM (8-46
   words): the grid moved a method's mean AOPC over the dataset by at most 0.003 (per example
   0.002-0.006 on average, 0.025 at most, against an sd over examples of 0.13-0.19), and one
   order instead of three moved the controls' means by at most 0.016, within one standard error
   over the 40 examples (0.02-0.03; deletion AOPC's sd over examples 0.127 instead of 0.090),
-  against gaps of about 0.2 between the methods and their control; together they halve the
-  curves' model rows (about 310 -> 150 on a 20-word sentence);
+  against gaps of about 0.2 between the methods and their control; together they cut the
+  curves' time per sentence by 60 % (docs/evaluate.md);
 * rank agreement (Spearman) between every pair of input methods;
 * the *type of insight* comparison: the drop in target probability when the top component is
   mean-ablated versus when the top unit is deleted.
