@@ -412,6 +412,21 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert out == "[]"
 
 
+def test_the_console_script_tunes_the_collector_and_freezes_the_heap_at_exit():
+    """``main`` (the console script) raises the full-collection threshold for the run and freezes
+    the heap however the app ends (here: a usage error), so exit does not walk it."""
+    code = ("import gc, sys, twopath.cli as cli\n"
+            "seen = []\n"
+            "def app(prog_name): seen.append(gc.get_threshold()); raise SystemExit(2)\n"
+            "cli.app = app\n"
+            "try:\n    cli.main()\nexcept SystemExit as err:\n    code = err.code\n"
+            "print(seen[0][2], code, gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from twopath.cli import FULL_COLLECTION_EVERY
+
+    assert out == [str(FULL_COLLECTION_EVERY), "2", "True"]
+
+
 # --- the error boundary ------------------------------------------------------------------------------
 
 
