@@ -420,11 +420,11 @@ def test_the_console_script_tunes_the_collector_and_freezes_the_heap_at_exit():
             "def app(prog_name): seen.append(gc.get_threshold()); raise SystemExit(2)\n"
             "cli.app = app\n"
             "try:\n    cli.main()\nexcept SystemExit as err:\n    code = err.code\n"
-            "print(seen[0][2], code, gc.get_freeze_count() > 0)")
+            "print(seen[0][2], code, gc.get_freeze_count() > 0, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from twopath.cli import FULL_COLLECTION_EVERY
+    from twopath.collector import FULL_COLLECTION_EVERY
 
-    assert out == [str(FULL_COLLECTION_EVERY), "2", "True"]
+    assert out == [str(FULL_COLLECTION_EVERY), "2", "True", "False"]  # and --help stays light
 
 
 # --- the error boundary ------------------------------------------------------------------------------

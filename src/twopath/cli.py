@@ -21,7 +21,6 @@ Every command runs in one error boundary (:func:`_run`):
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -650,29 +649,18 @@ from twopath.cli_benchmark import register as _register_benchmark  # noqa: E402 
 _register_benchmark(app)
 
 
-#: CPython scans its oldest generation after this many collections of the middle one (its default
-#: is 10); the ``twopath`` process raises it (:func:`main`)
-FULL_COLLECTION_EVERY = 100
-
-
 def main() -> None:
-    """The ``twopath`` console script: the app, with the garbage collector tuned for one run.
-
-    Importing torch, transformers, shap and scikit-learn and loading a model leave about a
-    million long-lived objects and no garbage; CPython's default collector walked that growing
-    heap in 8 full collections on the way (1.3-1.5 s of a 10 s ``explain`` on a tiny BERT) and
-    once more at exit (about 1 s). So full collections wait for 100 collections of the middle
-    generation instead of 10 (the young generations are still collected as usual, and a long
-    run still gets full collections), and at exit the heap is frozen (:func:`gc.freeze`), so
-    the interpreter's last collection skips it. Nothing computed depends on it. Measured:
-    ``explain`` on a tiny BERT 10.2-10.5 s -> 7.5-7.9 s, whole processes, back to back.
+    """The ``twopath`` console script: the app, with the garbage collector tuned for one run
+    (:mod:`twopath.collector`: rare full collections, the heap frozen at exit).
+    Measured: ``explain`` on a tiny BERT 9.6-13.1 s -> 7.4-10.0 s, whole processes, back to back.
     """
-    gen0, gen1, _ = gc.get_threshold()
-    gc.set_threshold(gen0, gen1, FULL_COLLECTION_EVERY)
+    from twopath import collector
+
+    collector.for_a_run()
     try:
         app(prog_name="twopath")
     finally:
-        gc.freeze()  # the process is ending: nothing it holds needs collecting
+        collector.settle()  # the process is ending: the interpreter's last collection skips the heap
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,3 +47,23 @@ def test_ray_with_two_workers_gives_the_local_store(one_worker, text_model, text
     assert rows(out) == rows(one_worker)
     assert summary(out) == summary(one_worker)
     assert (out / "summary.json").read_bytes() == (one_worker / "summary.json").read_bytes()
+
+
+def test_only_a_worker_process_of_its_own_tunes_its_collector():
+    """A pool's or Ray's worker (``own_process``) makes full collections rare and freezes what is
+    alive once its model is open; the driver's in-process worker leaves the collector alone."""
+    import subprocess
+    import sys
+
+    code = ("import gc\n"
+            "from twopath.datasets import engines\n"
+            "spec, job = engines.ModelSpec('tabular', 'unused'), engines.Job((), 0)\n"
+            "before = (gc.get_threshold(), gc.get_freeze_count())\n"
+            "engines.Worker(spec, job, adapter=object())\n"
+            "here = (gc.get_threshold(), gc.get_freeze_count())\n"
+            "engines.Worker(spec, job, adapter=object(), own_process=True)\n"
+            "print(here == before, gc.get_threshold()[2], gc.get_freeze_count() > before[1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from twopath.collector import FULL_COLLECTION_EVERY
+
+    assert out == ["True", str(FULL_COLLECTION_EVERY), "True"]

@@ -82,7 +82,14 @@ class Job:
 class Worker:
     """Opens the model once; turns chunks into per-example tables."""
 
-    def __init__(self, spec: ModelSpec, job: Job, threads: int = 1, adapter: Any = None):
+    def __init__(self, spec: ModelSpec, job: Job, threads: int = 1, adapter: Any = None, own_process: bool = False):
+        """``own_process``: this is a worker process of its own (a pool's or a Ray actor), whose
+        garbage collector is tuned for the run (:mod:`twopath.collector`), and what is alive
+        once the model is open is frozen; the driver's process is left as it is."""
+        from twopath import collector
+
+        if own_process:
+            collector.for_a_run()
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
@@ -92,6 +99,8 @@ class Worker:
         self.adapter = adapter if adapter is not None else spec.open()
         self.job = job
         self._prepare()
+        if own_process:
+            collector.settle()
 
     def _prepare(self) -> None:
         """One-off per-process work of the methods (shap's JIT compiles), before the first example."""
@@ -154,7 +163,7 @@ def _pool_init(spec: ModelSpec, job: Job, threads: int, cls: type[Worker]) -> No
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    _POOL_WORKER.append(cls(spec, job, threads))
+    _POOL_WORKER.append(cls(spec, job, threads, own_process=True))
 
 
 def _pool_run(chunk: Chunk) -> Tables:
@@ -230,7 +239,7 @@ def _run_ray(spec: ModelSpec, job: Job, work: list[Chunk], workers: int, on_chun
             raise TwopathError(f"--ray-address {address}: cannot join the Ray cluster ({err})") from None
     try:
         actor = ray.remote(num_cpus=1)(cls)
-        pool = ActorPool([actor.remote(spec, job, 1) for _ in range(workers)])
+        pool = ActorPool([actor.remote(spec, job, 1, own_process=True) for _ in range(workers)])
         for result in pool.map_unordered(lambda a, chunk: a.run.remote(chunk), work):
             on_chunk(result)
     except ray.exceptions.RayActorError as err:
