@@ -72,8 +72,8 @@ K_INTERNAL = 10
 #: the most points of the dataset path's input curves (a grid of k beyond)
 CURVE_POINTS = 11
 #: the dataset path's curve protocol, in words (report captions)
-DATASET_PROTOCOL = (f"random-order control: one random order per example (its sd over the examples includes the "
-                    f"spread between orders); input curves of more than {CURVE_POINTS - 1} units on a grid of "
+DATASET_PROTOCOL = (f"random-order control: {'one random order' if N_RANDOM == 1 else f'{N_RANDOM} random orders'} "
+                    f"per example (its sd over the examples includes the spread between orders); input curves of more than {CURVE_POINTS - 1} units on a grid of "
                     f"{CURVE_POINTS} values of k")
 #: the per-example tables (their names are the store's file names)
 TABLES = ("examples", "attributions", "components", "faithfulness", "agreement")
