@@ -17,14 +17,37 @@ def top_k_jaccard(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return len(top_a & top_b) / len(union) if union else 1.0
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation; two constant vectors agree only if equal."""
-    from scipy.stats import spearmanr
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1…n of a vector, ties sharing their mean rank (``scipy.stats.rankdata``'s default,
+    equal to it; about a third of its cost on the short vectors of one example)."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="mergesort")
+    ordered = x[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]  # where each run of equal values begins
+    edges = np.r_[np.flatnonzero(starts), len(x)]
+    mean_rank = (edges[:-1] + edges[1:] + 1) / 2.0  # the mean of the 1-based ranks of each run
+    ranks = np.empty(len(x))
+    ranks[order] = mean_rank[np.cumsum(starts) - 1]
+    return ranks
 
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation; two constant vectors agree only if equal.
+
+    The arithmetic of ``scipy.stats.spearmanr(a, b).statistic`` (average ranks, then the Pearson
+    correlation of the two rank columns) without its p-value: equal to it bit for bit (tested),
+    at about a third of its cost. A dataset run calls it for every pair of methods on every
+    example.
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float(np.array_equal(a, b))
-    return float(spearmanr(a, b).statistic)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"spearman needs two vectors of one length, got shapes {a.shape} and {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        return float("nan")
+    ranks = np.column_stack((average_ranks(a), average_ranks(b)))
+    return float(np.corrcoef(ranks, rowvar=False)[1, 0])
 
 
 def kendall(a: np.ndarray, b: np.ndarray) -> float:

@@ -118,9 +118,22 @@ def _curves_from(order_rows: np.ndarray, f: Any, ks: np.ndarray) -> tuple[np.nda
 def _distinct(f: Any) -> Any:
     """``f`` over distinct rows only (the curves' shared points: everything kept, nothing kept)."""
     def once(keep: np.ndarray) -> np.ndarray:
-        rows, back = np.unique(np.asarray(keep, dtype=bool), axis=0, return_inverse=True)
-        return np.asarray(f(rows))[back.reshape(-1)]
+        rows, back = distinct_rows(np.asarray(keep, dtype=bool))
+        return np.asarray(f(rows))[back]
     return once
+
+
+def distinct_rows(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keep, axis=0, return_inverse=True)`` for a boolean matrix, in the same order
+    (rows sorted lexicographically: their packed bytes sort alike), without its structured-dtype
+    sort, which took a millisecond for a tabular model's 40 curve rows of 192 neurons."""
+    keys = [row.tobytes() for row in np.packbits(keep, axis=1)]
+    first: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    ordered = sorted(first)
+    place = {key: i for i, key in enumerate(ordered)}
+    return keep[[first[key] for key in ordered]], np.array([place[key] for key in keys], dtype=np.intp)
 
 
 def _summary(method: str, path: str, deletion: np.ndarray, insertion: np.ndarray, n: int,
