@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from torch import nn
 
 from twopath.runtime.adapter import target_output
 from twopath.runtime.tabular import TorchTabularClassifier, fitted_preprocessor
+from twopath.runtime.threads import one_thread
 from twopath.runtime.trace import forget
 from twopath.types import Example
 
@@ -25,15 +24,8 @@ SEED_WORDS = ("The", "movie", "was", "surprisingly", "good", "despite", "slow", 
 MAX_LEN = 128
 
 
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Tiny models: thread start-up costs more than the arithmetic on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+#: tiny models: thread start-up costs more than the arithmetic on a busy 2-core machine
+single_threaded = one_thread
 
 
 def build_bpe_tokenizer(directory: Path, texts: list[str]) -> Any:

@@ -37,6 +37,7 @@ from twopath.mechanistic.patching import shape_problem
 from twopath.metrics import spearman
 from twopath.runtime.adapter import OutputSpace
 from twopath.runtime.cost import StepClock, forward_seconds
+from twopath.runtime.threads import adapter_sized
 from twopath.runtime.trace import Trace
 from twopath.types import Attribution, Example, ExampleResult, Localization, TwopathError
 
@@ -67,6 +68,7 @@ def predict(adapter: Any, example: Example) -> tuple[int, np.ndarray]:
     return int(probs.argmax()), probs
 
 
+@adapter_sized
 def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactual | None = None,
             attribution_methods: Sequence[str] | None = None,
             mechanistic_methods: Sequence[str] | None = None, seed: int = 0,
@@ -74,7 +76,10 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
             stability_seeds: Sequence[int] = (0, 1, 2, 3, 4), with_circuit: bool = True, with_bridges: bool = True,
             with_checks: bool = True,
             say: Say = _quiet) -> ExampleResult:
-    """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one."""
+    """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one.
+
+    A small tabular model's work runs on one CPU thread (:mod:`twopath.runtime.threads`: faster,
+    same numbers)."""
     torch.manual_seed(seed)
     from twopath.validation import check_settings
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from twopath.registry import Registry
 from twopath.runtime.adapter import OUTPUT_SPACES, OutputSpace
+from twopath.runtime.threads import sized_for
 from twopath.types import Attribution, Example, TwopathError
 
 ATTRIBUTION_METHODS = Registry("attribution")
@@ -53,7 +54,8 @@ class AttributionMethod:
         units = adapter.units(example)
         self.prepare()
         start = time.perf_counter()
-        scores, base_value, meta = self._scores(adapter, example, target_idx)
+        with sized_for(adapter):  # a small tabular model: one thread (twopath.runtime.threads)
+            scores, base_value, meta = self._scores(adapter, example, target_idx)
         scores = np.asarray(scores, dtype=float)
         if scores.shape != (len(units),):
             raise RuntimeError(f"{self.name} returned {scores.shape} scores for {len(units)} units")

@@ -49,6 +49,7 @@ from twopath.editing.mask import (
     fill_budget,
 )
 from twopath.editing.tasks import EditTask
+from twopath.runtime.threads import adapter_sized
 from twopath.types import Component, TwopathError
 
 #: the localizations :func:`compare_localizations` runs by default, in table order
@@ -259,6 +260,7 @@ def rankings(adapter: Any, task: EditTask, kind: str, names: Sequence[str], n_ra
     return out
 
 
+@adapter_sized
 def compare_localizations(adapter: Any, task: EditTask, *, kind: str | None = None, budget: int | None = None,
                           k: int = 4, localizations: Sequence[str] = LOCALIZATIONS, n_random: int = 3,
                           editor: LocalizedFineTuning | None = None, relearning: Relearning | None = None,

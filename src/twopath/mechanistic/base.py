@@ -21,6 +21,7 @@ from twopath.registry import Registry
 from twopath.runtime.adapter import OUTPUT_SPACES, OutputSpace
 from twopath.runtime.hooks import Hook, at, first_tensor, hooked, replace_first
 from twopath.runtime.interventions import Edit, intervene, read
+from twopath.runtime.threads import sized_for
 from twopath.runtime.trace import Trace, repeat_inputs
 from twopath.types import Example, Localization, TwopathError
 
@@ -55,7 +56,8 @@ class InterventionMethod:
                                f"{adapter.architecture} ({getattr(adapter.family, 'name', adapter.family)}) has none")
         target_idx = adapter.target(target).index
         start = time.perf_counter()
-        result = self._effects(adapter, example, target_idx, corrupted)
+        with sized_for(adapter):  # a small tabular model: one thread (twopath.runtime.threads)
+            result = self._effects(adapter, example, target_idx, corrupted)
         meta = {"output": self.output, "settings": self.settings(), "seconds": round(time.perf_counter() - start, 4), **result.pop("meta", {})}
         return Localization(example.id, self.name, adapter.labels[target_idx], meta=meta, **result)
 

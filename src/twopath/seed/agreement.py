@@ -150,7 +150,7 @@ def agreement_model(seed: int = 0, say: Say = print, architecture: dict[str, Any
                     training: dict[str, Any] | None = None, n_eval: int = N_EVAL) -> Path:
     """The reference agreement LM (trained once, cached); ``architecture`` / ``training``
     override the recipe (tests train a tiny one)."""
-    from twopath.seed import decoder, zoo
+    from twopath.seed import zoo
 
     arch = {**ARCHITECTURE, **(architecture or {})}
     train_cfg = {**TRAINING, **(training or {})}
@@ -158,9 +158,11 @@ def agreement_model(seed: int = 0, say: Say = print, architecture: dict[str, Any
     key = zoo._key("agreement-gpt2", seed, data.grammar_hash(), recipe)
 
     def build(work: Path) -> dict[str, Any]:
+        from twopath.runtime.threads import one_thread
+
         zoo._quiet_transformers()
         texts = data.corpus(train_cfg["n_sentences"], seed=0)
-        with decoder._one_thread():
+        with one_thread():
             started = time.perf_counter()
             tokenizer = agreement_tokenizer(texts)
             model = build_lm(tokenizer, seed, arch)

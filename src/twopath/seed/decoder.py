@@ -28,8 +28,7 @@ the corpus hash and every hyper-parameter below, so changing the recipe trains a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +47,6 @@ ARCHITECTURE: dict[str, Any] = {
     "activation_function": "gelu",
 }
 TRAINING: dict[str, Any] = {"epochs": 2, "lr": 1e-3, "batch_size": 32, "max_length": 64}
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread: faster on a small, shared CPU and independent of the core count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> Any:
@@ -133,9 +119,11 @@ def sentiment_decoder_model(seed: int = 0, say: Progress = print,
     key = decoder_key(seed)
 
     def build(work: Path) -> dict[str, Any]:
+        from twopath.runtime.threads import one_thread
+
         zoo._quiet_transformers()
         train, test = sentiment.split(seed=0)
-        with _one_thread():
+        with one_thread():  # a small model: faster on one thread, and independent of the core count
             started = time.perf_counter()
             tokenizer = train_tokenizer(list(train["text"]))
             model = build_model(tokenizer, sentiment.LABELS, seed)
