@@ -395,7 +395,10 @@ EXPLAIN = {
            "building index tensors and hooks, and 2 chunks of 128 rows cost more than the 192-row forward; "
            "NeuronAblation itself takes the keep-mask path instead, row (e')",
     "(e')": "the 192-row forward (~1.7 F1), six blends (~0.6 F1) and the read-out (~0.9 F1) are ~3.5 F1 "
-            "of tensor operations; the rest is Python around them (Trace lookup, Localization)",
+            "of tensor operations; the rest is Python around them (Trace lookup, Localization) and a cold "
+            "start: every timed call here follows an F1 probe, and the same call back to back in one "
+            "process takes ~4 F1 (about 180 us on one thread or two: a small tabular model's work runs "
+            "on one thread, twopath.runtime.threads; before that rule 2 threads took 791 us)",
 }
 
 
