@@ -67,3 +67,27 @@ def test_only_a_worker_process_of_its_own_tunes_its_collector():
     from twopath.collector import FULL_COLLECTION_EVERY
 
     assert out == ["True", str(FULL_COLLECTION_EVERY), "True"]
+
+
+def test_a_worker_runs_numpys_blas_on_its_threads_and_the_local_engine_restores_them():
+    """Idle OpenBLAS threads spin: a worker limits numpy's BLAS to its thread count; the
+    in-process engine puts the caller's BLAS threads back afterwards."""
+    import subprocess
+    import sys
+
+    code = ("import numpy\n"
+            "from threadpoolctl import threadpool_info, threadpool_limits\n"
+            "from twopath.datasets import engines\n"
+            "def blas():\n"
+            "    return sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'})\n"
+            "threadpool_limits(limits=2, user_api='blas')\n"
+            "spec, job = engines.ModelSpec('tabular', 'unused'), engines.Job((), 0)\n"
+            "class Seen(engines.Worker):\n"
+            "    def run(self, chunk):\n"
+            "        print(blas())\n"
+            "        return {}\n"
+            "print(blas())\n"
+            "engines.run('local', spec, job, [[]], 1, lambda tables: None, adapter=object(), worker=Seen)\n"
+            "print(blas())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:3] == ["[2]", "[1]", "[2]"]

@@ -2,7 +2,8 @@
 
 Every engine does the same thing: a **worker** opens the model once (:class:`ModelSpec`, a
 small picklable description: the model folder, its kind, the background), sets
-``torch.set_num_threads`` so that workers do not fight over cores, and turns chunks of examples
+``torch.set_num_threads`` and numpy's BLAS threads (threadpoolctl) to one each so that workers
+do not fight over cores, and turns chunks of examples
 into the per-example tables of :func:`twopath.evaluation.evaluate_example`. The driver — this
 process — receives each finished chunk and writes it to the store, so only the driver needs the
 output folder (on a cluster the workers need the model folder and twopath, nothing else).
@@ -91,6 +92,7 @@ class Worker:
         if own_process:
             collector.for_a_run()
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(max(1, int(threads)))
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -99,6 +101,9 @@ class Worker:
         self.adapter = adapter if adapter is not None else spec.open()
         self.job = job
         self._prepare()
+        # numpy's and scipy's BLAS too, once the methods' libraries are loaded: idle OpenBLAS
+        # threads spin, and two workers' spinning BLAS threads made each worker 2.4x slower
+        threadpool_limits(limits=max(1, int(threads)), user_api="blas")
         if own_process:
             collector.settle()
 
@@ -146,14 +151,16 @@ def run(engine: str, spec: ModelSpec, job: Job, work: list[Chunk], workers: int,
 def _run_here(spec: ModelSpec, job: Job, work: list[Chunk], on_chunk: Callable[[Tables], None],
               adapter: Any = None, cls: type[Worker] = Worker) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()  # one thread: the same arithmetic as every other engine's worker
-    try:
-        worker = cls(spec, job, threads=1, adapter=adapter)
-        for chunk in work:
-            on_chunk(worker.run(chunk))
-    finally:
-        torch.set_num_threads(before)
+    with threadpool_limits(user_api="blas"):  # numpy's BLAS threads as they were, afterwards
+        try:
+            worker = cls(spec, job, threads=1, adapter=adapter)
+            for chunk in work:
+                on_chunk(worker.run(chunk))
+        finally:
+            torch.set_num_threads(before)
 
 
 _POOL_WORKER: list[Worker] = []
