@@ -185,7 +185,7 @@ def run_evaluate(*, model: Path, data: Path, out: Path, text_column: str | None,
     work = engines.chunks(items, size)
     job = engines.Job(tuple(names), seed, settings)
     skipped = len(ids) - len(todo)
-    hint = workers_hint(len(todo), workers, _cores())
+    hint = workers_hint(len(todo), workers, _cores(), modality)
     say(f"{len(todo)} of {len(ids)} examples to compute ({skipped} already in the store), "
         f"engine {engine}, {workers} worker(s)" + (f" ({hint})" if hint else ""))
     start = time.perf_counter()
@@ -280,9 +280,11 @@ class _progress:
             self.bar.__exit__(*exc)
 
 
-#: from this many examples on, one worker on a machine with more cores gets a hint
-HINT_FROM = 50
-
+#: from this many examples on, one worker on a machine with more cores gets a hint, per modality:
+#: a worker's start-up (seconds) is worth it after a few dozen sentences, but a loan applicant
+#: takes 10 ms (benchmarks/evaluate.py, 2 cores: 2 workers ran 1.09x over 2,000 applicants and
+#: 1.72x over 4,000; 1.13x over 6 MiniLM sentences, 1.62x once started)
+HINT_FROM = {"text": 50, "tabular": 4000}
 
 def _cores() -> int:
     try:
@@ -291,11 +293,11 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def workers_hint(n_todo: int, workers: int, cores: int) -> str | None:
+def workers_hint(n_todo: int, workers: int, cores: int, modality: str = "text") -> str | None:
     """A line for a run that leaves cores idle: each worker runs torch on one thread, so one
-    worker uses one core (measured on MiniLM, 2 cores: 2 workers ran 1.57x the examples per
-    second once started; start-up costs each worker a few seconds, so small runs get no hint)."""
-    if workers != 1 or cores < 2 or n_todo < HINT_FROM:
+    worker uses one core; start-up costs each worker a few seconds, so runs smaller than
+    :data:`HINT_FROM` the modality's examples get no hint."""
+    if workers != 1 or cores < 2 or n_todo < HINT_FROM[modality]:
         return None
     n = min(cores, 4)
     return f"one worker uses one core of {cores}: --workers {n} would use {n}, with the same numbers"

@@ -379,7 +379,10 @@ def test_an_interrupted_run_keeps_its_finished_shards(full_store, text_model, te
 def test_a_run_that_leaves_cores_idle_gets_a_hint():
     from twopath.cli_evaluate import HINT_FROM, workers_hint
 
-    assert "--workers 2" in workers_hint(HINT_FROM, 1, 2)
+    assert "--workers 2" in workers_hint(HINT_FROM["text"], 1, 2)
     assert "--workers 4" in workers_hint(1000, 1, 16)  # at most 4 suggested
-    assert workers_hint(HINT_FROM - 1, 1, 2) is None  # start-up would eat the gain
+    assert workers_hint(HINT_FROM["text"] - 1, 1, 2) is None  # start-up would eat the gain
     assert workers_hint(1000, 2, 2) is None and workers_hint(1000, 1, 1) is None
+    # a loan applicant takes milliseconds: start-up eats the gain until thousands of them
+    assert workers_hint(1000, 1, 2, "tabular") is None
+    assert "--workers 2" in workers_hint(HINT_FROM["tabular"], 1, 2, "tabular")
