@@ -286,6 +286,7 @@ class _progress:
 #: 1.72x over 4,000; 1.13x over 6 MiniLM sentences, 1.62x once started)
 HINT_FROM = {"text": 50, "tabular": 4000}
 
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -79,7 +79,7 @@ def explain(adapter: Any, example: Example, *, corrupted: Example | Counterfactu
     """Explain ``example`` both ways; ``corrupted`` is a contrast input or a function making one.
 
     A small tabular model's work runs on one CPU thread (:mod:`twopath.runtime.threads`: faster,
-    same numbers)."""
+    and independent of the machine's core count)."""
     torch.manual_seed(seed)
     from twopath.validation import check_settings
 

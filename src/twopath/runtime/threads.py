@@ -19,10 +19,9 @@ workers', which run on one thread already (:mod:`twopath.datasets.engines`).
 :func:`sized_for` therefore runs a small **tabular** model's work on one thread: every input and
 internal method's work (``attribute`` and ``localize`` of the rooms' base classes), and, through
 :func:`adapter_sized`, the whole of ``explain`` (curves, sanity check, edit test) and of the
-editing comparison (its fine-tunes). *Small* is at
-most :data:`SMALL_MODEL_PARAMETERS` parameters outside embedding tables (a lookup has no product
-to split). Larger models (MiniLM's 384-wide layers gain about 1.5x from a second thread) and text
-models are left as torch set them: a tiny random BERT (16 k parameters) and the 4-layer GPT-2 of
+editing comparison (its fine-tunes). *Small* is at most :data:`SMALL_MODEL_PARAMETERS`
+parameters outside embedding tables (a lookup has no product to split). Larger models
+(MiniLM's 384-wide layers gain about 1.5x from a second thread) and text models are left as torch set them: a tiny random BERT (16 k parameters) and the 4-layer GPT-2 of
 ``reproduce sentiment-gpt2`` gained nothing measurable on one thread (``explain`` 6.6-6.9 s
 against 6.6-7.5 s; 8.5 s against 9.1 s), and their attention products round differently there
 (differences of about 1e-7 in their reports), so their numbers would change for no gain. The
