@@ -104,3 +104,12 @@ def test_explain_of_a_small_model_does_not_depend_on_the_thread_count(loan_adapt
 
     for a, b in zip(scores(1), scores(2), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_adapter_sized_finds_the_adapter_by_position_or_keyword(loan_adapter, two_threads) -> None:
+    @threads.adapter_sized
+    def seen(adapter, example=None) -> int:
+        return torch.get_num_threads()
+
+    assert seen(loan_adapter) == 1 and seen(adapter=loan_adapter) == 1
+    assert seen(object()) == 2 and torch.get_num_threads() == 2

@@ -35,7 +35,7 @@ import functools
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,10 +93,10 @@ def sized_for(adapter: Any) -> Iterator[None]:
         yield
 
 
-def adapter_sized(fn: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Any, P], R]:
-    """``fn(adapter, ...)`` run :func:`sized_for` its first argument, the adapter."""
+def adapter_sized(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn(adapter, ...)`` run :func:`sized_for` its adapter (the first argument, or ``adapter=``)."""
     @functools.wraps(fn)
-    def run(adapter: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        with sized_for(adapter):
-            return fn(adapter, *args, **kwargs)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with sized_for(args[0] if args else kwargs.get("adapter")):
+            return fn(*args, **kwargs)
     return run
