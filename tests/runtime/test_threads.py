@@ -14,12 +14,8 @@ from twopath.types import Example
 
 @pytest.fixture()
 def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with threads.torch_threads(2):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _applicant(loan_background) -> Example:
@@ -92,14 +88,10 @@ def test_explain_of_a_small_model_does_not_depend_on_the_thread_count(loan_adapt
     from twopath.pipeline import explain
 
     def scores(n_threads: int) -> list[np.ndarray]:
-        before = torch.get_num_threads()
-        torch.set_num_threads(n_threads)
-        try:
+        with threads.torch_threads(n_threads):
             result = explain(loan_adapter, _applicant(loan_background), attribution_methods=["integrated_gradients"],
                              mechanistic_methods=["neuron_ablation"], with_circuit=False, with_checks=False,
                              stability_seeds=())
-        finally:
-            torch.set_num_threads(before)
         return [a.scores for a in result.attributions] + [loc.effects for loc in result.localizations]
 
     for a, b in zip(scores(1), scores(2), strict=True):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -45,16 +45,21 @@ SMALL_MODEL_PARAMETERS = 1_000_000
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside the block (the count before is restored after)."""
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch on ``n`` CPU threads inside the block (the count before is restored after)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def one_thread() -> AbstractContextManager[None]:
+    """Run torch on one CPU thread inside the block (the count before is restored after)."""
+    return torch_threads(1)
 
 
 def product_parameters(model: Any) -> int:
