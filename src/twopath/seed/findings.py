@@ -34,6 +34,7 @@ import torch
 
 from twopath.mechanistic import clusters
 from twopath.mechanistic.heads import attention_passes, enrichment_table
+from twopath.metrics import average_ranks
 from twopath.runtime.interventions import ablate, capture, intervene
 from twopath.seed import behaviour, claims
 from twopath.types import Component, ExampleResult
@@ -187,10 +188,6 @@ def _controlled(adapter: Any, applicant: dict[str, Any], test: behaviour.Pathway
         control_sd=float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")), where
 
 
-def _ranks(values: Any) -> np.ndarray:
-    return pd.Series(np.asarray(values, dtype=float).ravel()).rank(method="average").to_numpy()
-
-
 def rank_r2(activation: np.ndarray, frame: pd.DataFrame, parts: Sequence[str]) -> float:
     """R² of a fit on ranks: the activation's ranks against the numeric parts' ranks (and the
     categorical parts one-hot). For one numeric feature this is Spearman's ρ²: any monotone
@@ -198,8 +195,8 @@ def rank_r2(activation: np.ndarray, frame: pd.DataFrame, parts: Sequence[str]) -
     ranked = frame.copy()
     for f in parts:
         if pd.api.types.is_numeric_dtype(ranked[f]):
-            ranked[f] = _ranks(ranked[f])
-    return clusters.joint_r2(_ranks(activation), ranked, tuple(parts))
+            ranked[f] = average_ranks(ranked[f].to_numpy(dtype=float))
+    return clusters.joint_r2(average_ranks(np.asarray(activation, dtype=float).ravel()), ranked, tuple(parts))
 
 
 def monotone_encoding(adapter: Any, data: pd.DataFrame, specs: Sequence[Any], seed: int = 0,
